@@ -1,0 +1,27 @@
+"""Integer codes shared by the compiled kernels, the NumPy reference and the Python front.
+
+Kernels never see strings: the front translates names to these codes once per fit. Columns of
+the ``layout`` table are named here too, so both backends read the table the same way.
+"""
+
+# Hidden-layer activations.
+IDENTITY = 0
+LOGISTIC = 1
+TANH = 2
+RELU = 3
+
+# Output layers: one sigmoid per output column (binary / multi-label) or a softmax; LOGITS
+# leaves the last layer's pre-activations as they are (``decision_function``).
+SIGMOID = 0
+SOFTMAX = 1
+LOGITS = 2
+
+# Columns of the int64 ``layout`` table, one row per layer. Weights of a layer are the
+# (fan_in, fan_out) row-major block params[W_OFF:B_OFF]; its biases params[B_OFF:B_OFF+fan_out].
+# UNIT_OFF is where the layer's units start in the activation and delta scratch vectors.
+W_OFF = 0
+B_OFF = 1
+FAN_IN = 2
+FAN_OUT = 3
+UNIT_OFF = 4
+LAYOUT_COLUMNS = 5

@@ -1,0 +1,110 @@
+"""The NumPy reference backend: the same functions as :mod:`fastmlp.kernels.compiled`, written
+to read like the math, one line per formula. Tests run whole trainings through both backends
+and compare them; users pick it with ``FastMLP(backend="numpy")`` to debug.
+
+Notation: ``A[l]`` is the input of layer ``l`` (``A[0]`` the batch of samples), ``W, b`` its
+weights ``(fan_in, fan_out)`` and biases, ``Z = A @ W + b`` the pre-activations, ``delta`` the
+gradient of the batch loss with respect to ``Z`` (times the batch size).
+"""
+
+import numpy as np
+
+from .codes import IDENTITY, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
+from .layout import unpack
+
+
+def _activate(Z, code):
+    if code == RELU:
+        return np.maximum(Z, 0)
+    if code == LOGISTIC:
+        return 1 / (1 + np.exp(-Z))
+    if code == TANH:
+        return np.tanh(Z)
+    return Z
+
+
+def _derivative(A, code):
+    """f'(Z) written in terms of the activation A = f(Z)."""
+    if code == RELU:
+        return (A > 0).astype(A.dtype)
+    if code == LOGISTIC:
+        return A * (1 - A)
+    if code == TANH:
+        return 1 - A * A
+    return np.ones_like(A)
+
+
+def _output(Z, code):
+    if code == SIGMOID:
+        return 1 / (1 + np.exp(-Z))
+    if code == SOFTMAX:
+        E = np.exp(Z - Z.max(axis=1, keepdims=True))
+        return E / E.sum(axis=1, keepdims=True)
+    return Z
+
+
+def _sample_losses(Z, Y, code):
+    """Cross-entropy of each sample, computed from the logits so it never takes log(0)."""
+    if code == SOFTMAX:
+        M = Z.max(axis=1, keepdims=True)
+        log_sum_exp = M[:, 0] + np.log(np.exp(Z - M).sum(axis=1))
+        return (Y * (log_sum_exp[:, None] - Z)).sum(axis=1)
+    return (np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z)))).sum(axis=1)
+
+
+def forward(params, layout, X, hidden_activation, output_activation, out):
+    """Write the network's outputs for the rows of ``X`` into ``out``: probabilities for
+    ``SIGMOID`` / ``SOFTMAX``, logits for any other output code."""
+    coefs, intercepts = unpack(params, layout)
+    A = X
+    for W, b in zip(coefs[:-1], intercepts[:-1]):
+        A = _activate(A @ W + b, hidden_activation)
+    out[...] = _output(A @ coefs[-1] + intercepts[-1], output_activation)
+
+
+def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,
+                   scratch, grad):
+    """Mean loss of the batch ``X[rows]`` (cross-entropy plus the L2 penalty
+    ``alpha / 2 * sum(W**2) / len(rows)``, as scikit-learn defines it) and its gradient,
+    written into ``grad`` (laid out like ``params``)."""
+    coefs, intercepts = unpack(params, layout)
+    grad_coefs, grad_intercepts = unpack(grad, layout)
+    n = len(rows)
+    A = [X[rows]]
+    for W, b in zip(coefs[:-1], intercepts[:-1]):
+        A.append(_activate(A[-1] @ W + b, hidden_activation))
+    Z = A[-1] @ coefs[-1] + intercepts[-1]
+    Y = Y[rows]
+    penalty = sum((W * W).sum() for W in coefs)
+    loss = _sample_losses(Z, Y, output_activation).sum() / n + alpha / 2 * penalty / n
+    delta = _output(Z, output_activation) - Y
+    for layer in reversed(range(len(coefs))):
+        grad_coefs[layer][...] = (A[layer].T @ delta + alpha * coefs[layer]) / n
+        grad_intercepts[layer][...] = delta.sum(axis=0) / n
+        if layer:
+            delta = (delta @ coefs[layer].T) * _derivative(A[layer], hidden_activation)
+    return loss
+
+
+def descend(params, velocity, grad, lr, momentum, nesterov):
+    """One optimizer step, scikit-learn's SGD with (Nesterov) momentum."""
+    if momentum == 0:
+        params -= lr * grad
+        return
+    velocity[...] = momentum * velocity - lr * grad
+    params += momentum * velocity - lr * grad if nesterov else velocity
+
+
+def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
+              nesterov, hidden_activation, output_activation, scratch):
+    """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
+    ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
+    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``)."""
+    total = 0
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        loss = batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
+                              output_activation, scratch, grad)
+        descend(params, velocity, grad, lr, momentum, nesterov)
+        total += loss * len(rows)
+    return total / len(order)
