@@ -1,0 +1,6 @@
+"""fastmlp: small multilayer-perceptron classifiers trained by compiled, fused Numba kernels."""
+
+from ._version import __version__
+from .classifier import FastMLP
+
+__all__ = ["FastMLP", "__version__"]

@@ -1,0 +1,54 @@
+"""Class labels to the network's target matrix and back (what scikit-learn's MLPClassifier
+does with a LabelBinarizer)."""
+
+import numpy as np
+
+from .kernels.codes import SIGMOID, SOFTMAX
+
+BINARY = "binary"
+MULTICLASS = "multiclass"
+MULTILABEL = "multilabel-indicator"
+
+
+def target_kind(y) -> str:
+    if y.ndim == 2:
+        values = np.unique(y)
+        if y.dtype.kind in "OUS" or not np.isin(values, (0, 1)).all():
+            raise ValueError("A 2-D y must be a multi-label indicator matrix of 0/1 values; "
+                             "multiclass-multioutput targets are not supported.")
+        return MULTILABEL
+    return BINARY if len(np.unique(y)) <= 2 else MULTICLASS
+
+
+def output_activation(kind: str) -> int:
+    return SOFTMAX if kind == MULTICLASS else SIGMOID
+
+
+def classes_of(y, kind: str) -> np.ndarray:
+    return np.arange(y.shape[1]) if kind == MULTILABEL else np.unique(y)
+
+
+def encode(y, classes, kind: str, dtype) -> np.ndarray:
+    """The (n_samples, n_outputs) target matrix: one column for binary, one-hot for
+    multiclass, the indicator matrix itself for multi-label."""
+    if kind == MULTILABEL:
+        return np.ascontiguousarray(y, dtype=dtype)
+    index = np.searchsorted(classes, y)
+    unknown = (index >= len(classes)) | (classes[np.minimum(index, len(classes) - 1)] != y)
+    if unknown.any():
+        raise ValueError(f"y contains labels not in classes_ {classes.tolist()}: "
+                         f"{np.unique(np.asarray(y)[unknown]).tolist()}")
+    if kind == BINARY:
+        return (index == 1).astype(dtype)[:, None]
+    Y = np.zeros((len(y), len(classes)), dtype=dtype)
+    Y[np.arange(len(y)), index] = 1
+    return Y
+
+
+def decode(P, classes, kind: str) -> np.ndarray:
+    """Labels from output probabilities (threshold 0.5 for sigmoids, argmax for a softmax)."""
+    if kind == MULTILABEL:
+        return (P > 0.5).astype(int)
+    if kind == BINARY:
+        return classes[(P[:, 0] > 0.5).astype(int)]
+    return classes[P.argmax(axis=1)]

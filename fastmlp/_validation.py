@@ -1,0 +1,205 @@
+"""Input and parameter checks at the API boundary: every problem is named before work starts.
+
+Messages follow scikit-learn's wording where it has one, so tools and users that know those
+messages recognise them; the checks themselves are NumPy-only (see ``_base`` for why).
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+
+from .exceptions import DataConversionWarning
+
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _is_sparse(X) -> bool:
+    return type(X).__module__.startswith("scipy.sparse")
+
+
+def feature_names(X):
+    """Column names of a DataFrame-like X when all are strings, else None (scikit-learn's rule)."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(columns, "__iter__"):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    if len(names) and all(isinstance(name, str) for name in names):
+        return names
+    return None
+
+
+def check_X(X, name: str, dtype=None) -> np.ndarray:
+    """X as a C-contiguous 2-D float array with finite values.
+
+    float32 stays float32 and float64 stays float64 (no copy when already C-contiguous);
+    anything else numeric becomes float64, or ``dtype`` when given (prediction uses the
+    network's dtype).
+    """
+    if X is None:
+        raise ValueError(f"{name} requires X to be passed, but X is None.")
+    if _is_sparse(X):
+        raise TypeError(f"{name} does not support sparse input: pass a dense array "
+                        "(X.toarray()).")
+    try:
+        array = np.asarray(X)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} could not convert X to a numeric array: {error}") from None
+    if np.iscomplexobj(array):
+        raise ValueError("Complex data not supported\n" + _head(array))
+    if array.dtype.kind in "OUSV" or array.dtype.kind == "M":
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} needs numeric features; X has non-numeric values: "
+                             f"{error}") from None
+    elif array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} needs numeric features; X has dtype {array.dtype}.")
+    if array.ndim != 2:
+        if array.ndim < 2:
+            raise ValueError(f"Expected a 2D array, got {'scalar' if array.ndim == 0 else '1D'}"
+                             f" array instead. Reshape your data either using "
+                             "array.reshape(-1, 1) if your data has a single feature or "
+                             "array.reshape(1, -1) if it contains a single sample.")
+        raise ValueError(f"Found array with dim {array.ndim}. {name} expected <= 2.")
+    if array.shape[0] < 1:
+        raise ValueError(f"Found array with 0 sample(s) (shape={array.shape}) while a minimum "
+                         "of 1 is required.")
+    if array.shape[1] < 1:
+        raise ValueError(f"Found array with 0 feature(s) (shape={array.shape}) while a minimum "
+                         "of 1 is required.")
+    if dtype is None:
+        dtype = array.dtype if array.dtype in FLOAT_DTYPES else np.float64
+    array = np.ascontiguousarray(array, dtype=dtype)
+    _check_finite(array, "X")
+    return array
+
+
+def _check_finite(array, what: str) -> None:
+    # The sum is finite for almost every finite array and needs no temporary the size of X;
+    # only when it is not do we look element by element.
+    if np.isfinite(array.sum()):
+        return
+    if np.isnan(array).any():
+        raise ValueError(f"Input {what} contains NaN.")
+    if np.isinf(array).any():
+        raise ValueError(f"Input {what} contains infinity or a value too large for "
+                         f"{array.dtype!r}.")
+
+
+def _head(array) -> str:
+    return np.array2string(np.asarray(array).ravel()[:5])
+
+
+def check_y(y, name: str, n_samples: int) -> np.ndarray:
+    """y as a 1-D label array, or a 2-D array for a multi-label indicator matrix."""
+    if y is None:
+        raise ValueError(f"{name} requires y to be passed, but the target y is None.")
+    if _is_sparse(y):
+        raise TypeError(f"{name} does not support a sparse y: pass a dense array.")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected. Please "
+                      "change the shape of y to (n_samples, ), for example using ravel().",
+                      DataConversionWarning, stacklevel=4)
+        y = y[:, 0]
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D (labels) or 2-D (multi-label indicator); got shape "
+                         f"{y.shape}.")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                         f"[{n_samples}, {y.shape[0]}]")
+    if y.dtype.kind == "O":
+        if any(value is None or (isinstance(value, float) and not np.isfinite(value))
+               for value in y.ravel()):
+            raise ValueError("Input y contains NaN or None.")
+    elif y.dtype.kind in "fc":
+        _check_finite(y, "y")
+        if np.any(y != np.round(y)):
+            raise ValueError("Unknown label type: continuous. FastMLP is a classifier: y must "
+                             "hold class labels (ints, strings, ...), not real-valued targets.")
+    return y
+
+
+def check_params(est) -> None:
+    """Raise a ValueError/TypeError naming the first invalid hyper-parameter."""
+    name = type(est).__name__
+
+    def fail(param, expected):
+        raise ValueError(f"The {param!r} parameter of {name} must be {expected}. "
+                         f"Got {getattr(est, param)!r} instead.")
+
+    sizes = est.hidden_layer_sizes
+    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    if not (hasattr(sizes, "__iter__") and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+            for s in sizes)):
+        fail("hidden_layer_sizes", "a positive int or a sequence of positive ints")
+    if est.activation not in ACTIVATION_NAMES:
+        fail("activation", f"a str among {sorted(ACTIVATION_NAMES)}")
+    batch = est.batch_size
+    if not (batch == "full" if isinstance(batch, str)
+            else isinstance(batch, numbers.Integral) and not isinstance(batch, bool)
+            and batch >= 1):
+        fail("batch_size", "an int >= 1 or 'full'")
+    _real(est, "learning_rate_init", fail, low=0, low_open=True)
+    if not (isinstance(est.max_iter, numbers.Integral) and not isinstance(est.max_iter, bool)
+            and est.max_iter >= 1):
+        fail("max_iter", "an int >= 1")
+    if est.shuffle not in (True, False, "replacement") or isinstance(est.shuffle, str) and \
+            est.shuffle != "replacement":
+        fail("shuffle", "True, False or 'replacement'")
+    _real(est, "momentum", fail, low=0, high=1, high_open=True)
+    if not isinstance(est.nesterovs_momentum, (bool, np.bool_)):
+        fail("nesterovs_momentum", "a bool")
+    _real(est, "alpha", fail, low=0)
+    _real(est, "tol", fail, low=0)
+    if not (isinstance(est.n_iter_no_change, numbers.Integral)
+            and not isinstance(est.n_iter_no_change, bool) and est.n_iter_no_change >= 1):
+        fail("n_iter_no_change", "an int >= 1")
+    for flag in ("early_stopping", "warm_start"):
+        if not isinstance(getattr(est, flag), (bool, np.bool_)):
+            fail(flag, "a bool")
+    _real(est, "validation_fraction", fail, low=0, high=1, low_open=True, high_open=True)
+    if not isinstance(est.verbose, (bool, np.bool_, numbers.Integral)):
+        fail("verbose", "a bool or an int")
+    if est.backend not in ("numba", "numpy"):
+        fail("backend", "'numba' or 'numpy'")
+    init = est.init
+    if isinstance(init, str):
+        if init not in INIT_NAMES:
+            fail("init", f"a str among {sorted(INIT_NAMES)}, a number (constant weights) or "
+                         "a (coefs, intercepts) pair")
+    elif isinstance(init, numbers.Real) and not isinstance(init, bool):
+        if not np.isfinite(init):
+            fail("init", "a finite number when it is a constant")
+    elif not (isinstance(init, (tuple, list)) and len(init) == 2):
+        fail("init", f"a str among {sorted(INIT_NAMES)}, a number (constant weights) or a "
+                     "(coefs, intercepts) pair")
+    rs = est.random_state
+    if not (rs is None or isinstance(rs, (numbers.Integral, np.random.Generator,
+                                          np.random.RandomState, np.random.SeedSequence))
+            and not isinstance(rs, bool)):
+        fail("random_state", "None, an int, a numpy Generator, RandomState or SeedSequence")
+    if isinstance(rs, numbers.Integral) and not 0 <= rs < 2**32:
+        fail("random_state", "an int in [0, 2**32)")
+
+
+def _real(est, param, fail, low=None, high=None, low_open=False, high_open=False):
+    value = getattr(est, param)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low}, "
+        hi = "inf)" if high is None else f"{high}" + (")" if high_open else "]")
+        fail(param, f"a finite real number in the range {lo}{hi}")
+
+
+# The names users may pass, mapped by the estimator to kernel codes; kept here so the
+# checks and the estimator read one table.
+ACTIVATION_NAMES = {"identity", "linear", "logistic", "sigmoid", "tanh", "relu"}
+INIT_NAMES = {"glorot", "he", "xavier", "normal"}

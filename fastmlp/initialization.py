@@ -1,0 +1,56 @@
+"""Starting weights. Drawn in float64 from a ``numpy.random.Generator`` and then cast, so a
+``random_state`` gives the same network whatever the training dtype."""
+
+import numpy as np
+
+from .kernels.layout import unpack
+
+
+def initialize(params, layout, init, activation: str, rng) -> None:
+    """Fill the flat buffer ``params`` in place.
+
+    - ``"glorot"``: scikit-learn's scheme, weights and biases ~ U(-r, r) with
+      r = sqrt(6 / (fan_in + fan_out)) (sqrt(2 / ...) for logistic units).
+    - ``"he"``: weights ~ N(0, 2 / fan_in); ``"xavier"``: N(0, 1 / fan_in);
+      ``"normal"``: N(0, 0.01**2). Biases 0.
+    - a number: every weight that value, biases 0.
+    - ``(coefs, intercepts)``: explicit arrays shaped like ``coefs_`` / ``intercepts_``.
+    """
+    coefs, intercepts = unpack(params, layout)
+    if isinstance(init, (tuple, list)):
+        _copy_explicit(coefs, intercepts, init)
+        return
+    for W, b in zip(coefs, intercepts):
+        fan_in, fan_out = W.shape
+        if isinstance(init, str) and init == "glorot":
+            factor = 2.0 if activation in ("logistic", "sigmoid") else 6.0
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            W[...] = rng.uniform(-bound, bound, (fan_in, fan_out))
+            b[...] = rng.uniform(-bound, bound, fan_out)
+            continue
+        if isinstance(init, str):
+            std = {"he": np.sqrt(2.0 / fan_in), "xavier": np.sqrt(1.0 / fan_in),
+                   "normal": 0.01}[init]
+            W[...] = rng.normal(0.0, std, (fan_in, fan_out))
+        else:
+            W[...] = init
+        b[...] = 0
+
+
+def _copy_explicit(coefs, intercepts, init) -> None:
+    given_coefs, given_intercepts = (list(part) for part in init)
+    if len(given_coefs) != len(coefs) or len(given_intercepts) != len(intercepts):
+        raise ValueError(f"init=(coefs, intercepts) must hold {len(coefs)} weight matrices and "
+                         f"{len(intercepts)} bias vectors for this network; got "
+                         f"{len(given_coefs)} and {len(given_intercepts)}.")
+    for layer, (W, b, W0, b0) in enumerate(zip(coefs, intercepts, given_coefs,
+                                               given_intercepts)):
+        W0 = np.asarray(W0, dtype=np.float64)
+        b0 = np.asarray(b0, dtype=np.float64)
+        if W0.shape != W.shape or b0.shape != b.shape:
+            raise ValueError(f"init layer {layer}: expected coefs of shape {W.shape} and "
+                             f"intercepts of shape {b.shape}; got {W0.shape} and {b0.shape}.")
+        if not (np.isfinite(W0).all() and np.isfinite(b0).all()):
+            raise ValueError(f"init layer {layer}: starting weights must be finite.")
+        W[...] = W0
+        b[...] = b0
