@@ -351,6 +351,12 @@ class FastMLP(ClassifierBase):
         picked[np.round(np.linspace(0, n - 1, n_val)).astype(np.int64)] = True
         return np.sort(rows[~picked]), np.sort(rows[picked])
 
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` atomically (arrays plus JSON metadata, no
+        pickle); read it back with :func:`fastmlp.load`."""
+        from .persistence import save
+        save(self, path)
+
     # ---------------------------------------------------------------- prediction
 
     def _check_features(self, X, names) -> None:
