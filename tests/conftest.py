@@ -1,0 +1,94 @@
+"""Data makers and comparison helpers shared by the test modules.
+
+Kernel-level tests build networks straight on the flat parameter buffer; estimator-level tests
+use label arrays. Everything is seeded, so a failure reproduces exactly.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmlp.kernels import compiled, reference
+from fastmlp.kernels.codes import IDENTITY, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
+from fastmlp.kernels.layout import make_layout
+
+DATA_DIR = Path(__file__).parents[2] / "shared" / "data"
+
+BACKENDS = {"numba": compiled, "numpy": reference}
+HIDDEN_CODES = {"identity": IDENTITY, "logistic": LOGISTIC, "tanh": TANH, "relu": RELU}
+
+# Output layers the kernels train: (output code, number of output columns).
+OUTPUTS = {"binary": (SIGMOID, 1), "multilabel": (SIGMOID, 3), "softmax": (SOFTMAX, 3)}
+
+# Relative error allowed between two computations of the same float trajectory.
+RTOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def assert_relative_close(actual, expected, rtol: float, what: str = "") -> None:
+    """|actual - expected| <= rtol * max|expected|, element by element.
+
+    The error is measured relative to the array's scale rather than to each element, because a
+    weight passing through zero has no meaningful relative error of its own.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def make_network(sizes, dtype, seed: int, scale: float = 0.5):
+    """A network on the flat buffer with weights ~ U(-r, r), r = scale * sqrt(6 / (fan_in +
+    fan_out)), biases in the same range: small enough that training stays well-conditioned."""
+    layout, n_params, n_units = make_layout(sizes)
+    rng = np.random.default_rng(seed)
+    params = np.empty(n_params, dtype=np.float64)
+    for w_off, b_off, fan_in, fan_out, _ in layout:
+        bound = scale * np.sqrt(6.0 / (fan_in + fan_out))
+        params[w_off:b_off + fan_out] = rng.uniform(-bound, bound, b_off + fan_out - w_off)
+    return params.astype(dtype), layout, n_units
+
+
+def make_inputs(n: int, n_features: int, dtype, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, n_features)).astype(dtype)
+
+
+def make_targets(output: str, n: int, dtype, seed: int) -> np.ndarray:
+    """The (n, n_outputs) target matrix the kernels train on: 0/1 columns for sigmoid outputs,
+    one-hot rows for a softmax; every column holds both values."""
+    rng = np.random.default_rng(seed)
+    code, n_outputs = OUTPUTS[output]
+    if code == SOFTMAX:
+        Y = np.eye(n_outputs)[np.arange(n) % n_outputs]
+        return Y[rng.permutation(n)].astype(dtype)
+    Y = (rng.random((n, n_outputs)) < 0.5).astype(dtype)
+    Y[:2] = [[0], [1]]
+    return Y
+
+
+def make_labels(kind: str, n: int, seed: int, label_type: str = "int"):
+    """Estimator-level data: X (n, 4) and y of the given kind ("binary", "multiclass" with three
+    classes, "multilabel" with three columns), labels learnable from X."""
+    X = make_inputs(n, 4, np.float64, seed)
+    if kind == "multilabel":
+        return X, np.column_stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 0] + X[:, 2] > 0]).astype(int)
+    n_classes = 2 if kind == "binary" else 3
+    index = np.digitize(X[:, 0] + 0.5 * X[:, 1], np.linspace(-0.5, 0.5, n_classes - 1))
+    names = np.array(["cat", "dog", "eel"] if label_type == "str" else [3, 7, 11])
+    return X, names[:n_classes][index]
+
+
+@pytest.fixture(scope="session")
+def loan_data():
+    """The seed notebooks' loan-approval table and its three unseen applicants, as
+    (X, decisions) pairs."""
+    if not (DATA_DIR / "loan_approval.csv").exists():
+        pytest.skip(f"the shared loan-approval data is not at {DATA_DIR}")
+    return read_loan_csv("loan_approval.csv"), read_loan_csv("loan_approval_unseen.csv")
+
+
+def read_loan_csv(name: str):
+    rows = np.genfromtxt(DATA_DIR / name, delimiter=",", names=True, dtype=None,
+                         encoding="utf-8")
+    X = np.column_stack([rows[field] for field in rows.dtype.names[:-1]]).astype(np.float64)
+    return X, rows["decision"].astype(str)

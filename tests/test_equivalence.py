@@ -1,0 +1,184 @@
+"""The compiled kernels walk the NumPy reference's trajectory.
+
+Whole trainings, not single calls: both backends run several epochs from the same weights over
+the same sample orders, and the parameters, momentum state and epoch losses are compared after
+every epoch. The estimator is then compared across backends the same way.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_close,
+                      make_inputs, make_labels, make_network, make_targets)
+
+from fastmlp import FastMLP
+from fastmlp.exceptions import ConvergenceWarning
+from fastmlp.kernels import compiled, reference
+from fastmlp.kernels.codes import LOGITS, SOFTMAX
+
+N_SAMPLES = 37        # prime: a mini-batch of 5 leaves a last batch of 2
+N_FEATURES = 4
+N_EPOCHS = 3
+HIDDEN = {1: (6,), 2: (6, 5), 3: (6, 5, 4)}
+BATCH_SIZES = {"per-sample": 1, "mini-batch": 5, "full": N_SAMPLES}
+# (learning rate, momentum, nesterov, alpha): momentum multiplies the effective step by ten,
+# so the rate comes down with it.
+OPTIMIZERS = {"plain": (0.1, 0.0, False, 0.0),
+              "nesterov-l2": (0.01, 0.9, True, 0.01),
+              "momentum": (0.01, 0.9, False, 0.0)}
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def epoch_orders(shuffle: str, seed: int) -> list[np.ndarray]:
+    """The sample order of each epoch, as the estimator would make it."""
+    rng = np.random.default_rng(seed)
+    if shuffle == "permutation":
+        return [rng.permutation(N_SAMPLES) for _ in range(N_EPOCHS)]
+    if shuffle == "replacement":
+        return [rng.integers(0, N_SAMPLES, N_SAMPLES) for _ in range(N_EPOCHS)]
+    return [np.arange(N_SAMPLES)] * N_EPOCHS
+
+
+class Training:
+    """One backend's network and optimizer state, advanced an epoch at a time."""
+
+    def __init__(self, kernels, params, layout, n_units):
+        self.kernels = kernels
+        self.layout = layout
+        self.params = params.copy()
+        self.velocity = np.zeros_like(params)
+        self.grad = np.empty_like(params)
+        self.scratch = np.empty(2 * n_units, dtype=params.dtype)
+
+    def epoch(self, X, Y, order, batch_size, settings, hidden, output) -> float:
+        T = self.params.dtype.type
+        lr, momentum, nesterov, alpha = settings
+        return float(self.kernels.sgd_epoch(
+            self.params, self.velocity, self.grad, self.layout, X, Y, order, batch_size, T(lr),
+            T(alpha), T(momentum), nesterov, hidden, output, self.scratch))
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("n_hidden", HIDDEN)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shuffle", ["permutation", "identity", "replacement"])
+@pytest.mark.parametrize("batch_mode", BATCH_SIZES)
+@pytest.mark.parametrize("activation", HIDDEN_CODES)
+def test_sgd_epoch_trajectories_match(activation, batch_mode, shuffle, dtype, n_hidden, output,
+                                      optimizer):
+    dtype = DTYPES[dtype]
+    code, n_outputs = OUTPUTS[output]
+    X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=1)
+    Y = make_targets(output, N_SAMPLES, dtype, seed=2)
+    network = make_network([N_FEATURES, *HIDDEN[n_hidden], n_outputs], dtype, seed=3)
+    fast, slow = (Training(kernels, *network) for kernels in (compiled, reference))
+    rtol = RTOL[dtype]
+    for epoch, order in enumerate(epoch_orders(shuffle, seed=4), start=1):
+        args = (X, Y, order, BATCH_SIZES[batch_mode], OPTIMIZERS[optimizer],
+                HIDDEN_CODES[activation], code)
+        fast_loss, slow_loss = fast.epoch(*args), slow.epoch(*args)
+        assert fast.params.dtype == dtype
+        assert_relative_close(fast_loss, slow_loss, rtol, f"loss of epoch {epoch}")
+        assert_relative_close(fast.params, slow.params, rtol, f"params after epoch {epoch}")
+        assert_relative_close(fast.velocity, slow.velocity, rtol,
+                              f"velocity after epoch {epoch}")
+    # A trajectory that went nowhere would match trivially.
+    assert not np.allclose(fast.params, network[0])
+
+
+@pytest.mark.parametrize("output", ["binary", "multilabel", "softmax", "logits"])
+@pytest.mark.parametrize("n_hidden", [0, *HIDDEN])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", HIDDEN_CODES)
+def test_forward_matches(activation, dtype, n_hidden, output):
+    dtype = DTYPES[dtype]
+    code, n_outputs = OUTPUTS.get(output, (LOGITS, 3))
+    X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=5)
+    params, layout, _ = make_network([N_FEATURES, *HIDDEN.get(n_hidden, ()), n_outputs],
+                                     dtype, seed=6, scale=2.0)
+    fast, slow = (np.full((N_SAMPLES, n_outputs), np.nan, dtype=dtype) for _ in range(2))
+    compiled.forward(params, layout, X, HIDDEN_CODES[activation], code, fast)
+    reference.forward(params, layout, X, HIDDEN_CODES[activation], code, slow)
+    assert_relative_close(fast, slow, RTOL[dtype])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_forward_probabilities_are_the_output_layer_applied_to_logits(backend, output):
+    code, n_outputs = OUTPUTS[output]
+    X = make_inputs(N_SAMPLES, N_FEATURES, np.float64, seed=7)
+    params, layout, _ = make_network([N_FEATURES, 5, n_outputs], np.float64, seed=8, scale=2.0)
+    logits, probabilities = np.empty((2, N_SAMPLES, n_outputs))
+    BACKENDS[backend].forward(params, layout, X, HIDDEN_CODES["tanh"], LOGITS, logits)
+    BACKENDS[backend].forward(params, layout, X, HIDDEN_CODES["tanh"], code, probabilities)
+    if code == SOFTMAX:
+        expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    else:
+        expected = 1 / (1 + np.exp(-logits))
+    assert_relative_close(probabilities, expected, 1e-14)
+
+
+# ------------------------------------------------------------------ estimator, both backends
+
+ESTIMATOR_CASES = {
+    "per-sample relu binary": dict(kind="binary", hidden_layer_sizes=(6,)),
+    "mini-batch tanh multiclass momentum": dict(
+        kind="multiclass", activation="tanh", batch_size=7, momentum=0.9, alpha=1e-3,
+        hidden_layer_sizes=(5, 4)),
+    "full-batch logistic multilabel": dict(
+        kind="multilabel", activation="logistic", batch_size="full", learning_rate_init=0.5),
+    "replacement identity no hidden layer": dict(
+        kind="multiclass", activation="identity", shuffle="replacement",
+        hidden_layer_sizes=()),
+    "early stopping": dict(kind="multiclass", early_stopping=True, validation_fraction=0.2,
+                           n_iter_no_change=3, tol=1e-3, max_iter=40),
+}
+
+
+def fit_both_backends(kind: str, dtype=np.float64, **params) -> list[FastMLP]:
+    X, y = make_labels(kind, 60, seed=9)
+    settings = dict(hidden_layer_sizes=(6,), learning_rate_init=0.05, max_iter=8,
+                    random_state=0) | params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return [FastMLP(backend=backend, **settings).fit(X.astype(dtype), y)
+                for backend in BACKENDS]
+
+
+def assert_same_training(fast: FastMLP, slow: FastMLP, rtol: float) -> None:
+    assert fast.n_iter_ == slow.n_iter_
+    assert_relative_close(fast.loss_curve_, slow.loss_curve_, rtol, "loss_curve_")
+    for layer, (W_fast, W_slow) in enumerate(zip(fast.coefs_, slow.coefs_)):
+        assert_relative_close(W_fast, W_slow, rtol, f"coefs_[{layer}]")
+    for layer, (b_fast, b_slow) in enumerate(zip(fast.intercepts_, slow.intercepts_)):
+        assert_relative_close(b_fast, b_slow, rtol, f"intercepts_[{layer}]")
+
+
+@pytest.mark.parametrize("case", ESTIMATOR_CASES)
+def test_estimator_backends_train_alike(case):
+    fast, slow = fit_both_backends(**ESTIMATOR_CASES[case])
+    assert_same_training(fast, slow, RTOL[np.float64])
+
+
+def test_estimator_backends_train_alike_in_float32():
+    fast, slow = fit_both_backends("multiclass", np.float32, activation="tanh", batch_size=4)
+    assert fast.coefs_[0].dtype == slow.coefs_[0].dtype == np.float32
+    assert_same_training(fast, slow, RTOL[np.float32])
+
+
+def test_early_stopping_case_really_stops_early():
+    # Otherwise the early-stopping case above would only compare two full runs.
+    fast, _ = fit_both_backends(**ESTIMATOR_CASES["early stopping"])
+    assert fast.n_iter_ < fast.max_iter and len(fast.validation_scores_) == fast.n_iter_
+
+
+def test_estimator_backends_partial_fit_alike():
+    X, y = make_labels("multiclass", 60, seed=10)
+    models = [FastMLP((6,), learning_rate_init=0.05, momentum=0.5, random_state=0,
+                      backend=backend) for backend in BACKENDS]
+    for _ in range(4):
+        for model in models:
+            model.partial_fit(X, y, classes=np.unique(y))
+    assert_same_training(*models, RTOL[np.float64])
