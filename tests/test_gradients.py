@@ -1,0 +1,88 @@
+"""Both backends' ``batch_gradient`` against central finite differences of the loss."""
+
+import numpy as np
+import pytest
+from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, assert_relative_close, make_inputs,
+                      make_network, make_targets)
+
+from fastmlp.kernels.layout import unpack
+
+N_SAMPLES = 9
+N_FEATURES = 3
+ROWS = np.array([3, 0, 5, 3, 8])     # a batch with a repeated sample
+ALPHA = 0.1
+STEP = 1e-5
+# Central differences err by O(STEP**2) from truncation and O(eps / STEP) from rounding,
+# both near 1e-10 here.
+FD_RTOL = 1e-7
+# ReLU has a kink at 0: every hidden pre-activation stays this far from it, well beyond the
+# reach of a STEP-sized change of any weight.
+KINK_MARGIN = 1e-3
+
+
+def hidden_pre_activations(params, layout, X, activation):
+    coefs, intercepts = unpack(params, layout)
+    A, Zs = X, []
+    for W, b in zip(coefs[:-1], intercepts[:-1]):
+        Zs.append(A @ W + b)
+        A = np.maximum(Zs[-1], 0) if activation == "relu" else Zs[-1]
+    return np.concatenate([Z.ravel() for Z in Zs])
+
+
+def loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code):
+    grad = np.full_like(params, np.nan)
+    scratch = np.empty(2 * n_units)
+    loss = kernels.batch_gradient(params, layout, X, Y, ROWS, ALPHA, HIDDEN_CODES[activation],
+                                  code, scratch, grad)
+    return float(loss), grad
+
+
+def finite_difference_gradient(kernels, params, layout, n_units, X, Y, activation, code):
+    grad = np.empty_like(params)
+    for i in range(params.size):
+        shifted = params.copy()
+        shifted[i] += STEP
+        up, _ = loss_and_gradient(kernels, shifted, layout, n_units, X, Y, activation, code)
+        shifted[i] -= 2 * STEP
+        down, _ = loss_and_gradient(kernels, shifted, layout, n_units, X, Y, activation, code)
+        grad[i] = (up - down) / (2 * STEP)
+    return grad
+
+
+@pytest.mark.parametrize("hidden", [(4,), (4, 3)], ids=["1-hidden", "2-hidden"])
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("activation", HIDDEN_CODES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_gradient_matches_finite_differences(backend, activation, output, hidden):
+    code, n_outputs = OUTPUTS[output]
+    X = make_inputs(N_SAMPLES, N_FEATURES, np.float64, seed=11)
+    Y = make_targets(output, N_SAMPLES, np.float64, seed=12)
+    params, layout, n_units = make_network([N_FEATURES, *hidden, n_outputs], np.float64,
+                                           seed=13, scale=1.0)
+    kernels = BACKENDS[backend]
+    if activation == "relu":
+        margin = np.abs(hidden_pre_activations(params, layout, X[ROWS], activation)).min()
+        assert margin > KINK_MARGIN, "test data puts a ReLU pre-activation near its kink"
+    before = params.copy()
+    _, grad = loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code)
+    np.testing.assert_array_equal(params, before, "batch_gradient changed the parameters")
+    expected = finite_difference_gradient(kernels, params, layout, n_units, X, Y, activation,
+                                          code)
+    assert_relative_close(grad, expected, FD_RTOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_loss_is_mean_cross_entropy_plus_l2(backend):
+    """The loss the gradient is checked against, written out for a network without hidden
+    layers: logistic regression with scikit-learn's penalty alpha / 2 * ||W||^2 / n."""
+    X = make_inputs(N_SAMPLES, N_FEATURES, np.float64, seed=14)
+    Y = make_targets("binary", N_SAMPLES, np.float64, seed=15)
+    params, layout, n_units = make_network([N_FEATURES, 1], np.float64, seed=16, scale=2.0)
+    code, _ = OUTPUTS["binary"]
+    loss, _ = loss_and_gradient(BACKENDS[backend], params, layout, n_units, X, Y, "identity",
+                                code)
+    W, b = params[:N_FEATURES], params[N_FEATURES]
+    p = 1 / (1 + np.exp(-(X[ROWS] @ W + b)))
+    y = Y[ROWS, 0]
+    cross_entropy = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert loss == pytest.approx(cross_entropy + ALPHA / 2 * (W @ W) / len(ROWS), rel=1e-13)
