@@ -2,5 +2,6 @@
 
 from ._version import __version__
 from .classifier import FastMLP
+from .persistence import load
 
-__all__ = ["FastMLP", "__version__"]
+__all__ = ["FastMLP", "__version__", "load"]
