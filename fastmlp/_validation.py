@@ -51,8 +51,10 @@ def check_X(X, name: str, dtype=None) -> np.ndarray:
         try:
             array = array.astype(np.float64)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{name} needs numeric features; X has non-numeric values: "
-                             f"{error}") from None
+            # Same class as NumPy's error (TypeError for e.g. a dict, ValueError for a
+            # non-numeric string), as scikit-learn's check_array lets it through.
+            raise type(error)(f"{name} needs numeric features; X has non-numeric values: "
+                              f"{error}") from None
     elif array.dtype.kind not in "biuf":
         raise ValueError(f"{name} needs numeric features; X has dtype {array.dtype}.")
     if array.ndim != 2:
@@ -129,9 +131,7 @@ def check_params(est) -> None:
         raise ValueError(f"The {param!r} parameter of {name} must be {expected}. "
                          f"Got {getattr(est, param)!r} instead.")
 
-    sizes = est.hidden_layer_sizes
-    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-        sizes = (sizes,)
+    sizes = hidden_sizes(est.hidden_layer_sizes)
     if not (hasattr(sizes, "__iter__") and all(
             isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
             for s in sizes)):
@@ -184,6 +184,14 @@ def check_params(est) -> None:
         fail("random_state", "None, an int, a numpy Generator, RandomState or SeedSequence")
     if isinstance(rs, numbers.Integral) and not 0 <= rs < 2**32:
         fail("random_state", "an int in [0, 2**32)")
+
+
+def hidden_sizes(value):
+    """``hidden_layer_sizes`` as a list when it is one int (any integer type) or iterable;
+    anything else is returned as it is, for check_params to reject."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return [value]
+    return list(value) if hasattr(value, "__iter__") else value
 
 
 def _real(est, param, fail, low=None, high=None, low_open=False, high_open=False):

@@ -10,8 +10,8 @@ import numpy as np
 
 from . import _targets
 from ._base import ClassifierBase
-from ._validation import check_params, check_X, check_y, feature_names
-from .exceptions import ConvergenceWarning, DivergenceWarning, NotFittedError
+from ._validation import check_params, check_X, check_y, feature_names, hidden_sizes
+from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
 from .kernels.layout import make_layout, unpack
@@ -145,9 +145,9 @@ class FastMLP(ClassifierBase):
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call "
-                                 "'fit' with appropriate arguments before using this "
-                                 "estimator.")
+            raise not_fitted_error(f"This {type(self).__name__} instance is not fitted yet. "
+                                   "Call 'fit' with appropriate arguments before using this "
+                                   "estimator.")
 
     @property
     def coefs_(self) -> list[np.ndarray]:
@@ -174,6 +174,10 @@ class FastMLP(ClassifierBase):
         self._check_fitted()
         return "softmax" if self._kind == _targets.MULTICLASS else "logistic"
 
+    @property
+    def _output_code(self) -> int:
+        return _targets.output_activation(self._kind)
+
     # ---------------------------------------------------------------- training
 
     def fit(self, X, y) -> "FastMLP":
@@ -187,39 +191,61 @@ class FastMLP(ClassifierBase):
         return self._fit(X, y, incremental=True, classes=classes)
 
     def _fit(self, X, y, incremental: bool, classes=None) -> "FastMLP":
+        # Every check runs before the estimator changes, so a call that raises leaves a
+        # fitted model as it was (a half-replaced network would predict from garbage).
         check_params(self)
         name = type(self).__name__
-        fitted = self.__sklearn_is_fitted__()
-        fresh = not fitted or not (incremental or self.warm_start)
+        fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
         names = feature_names(X)
         X = check_X(X, name, dtype=None if fresh else self._dtype)
         y = check_y(y, name, X.shape[0])
         if fresh:
-            self._start(X, y, names, classes if incremental else None, incremental)
+            kind, labels = self._target_kind_and_classes(y, classes if incremental else None,
+                                                         incremental)
+            Y = _targets.encode(y, labels, kind, X.dtype)
+            self._start(X, names, kind, labels)
         else:
             self._check_features(X, names)
+            if incremental:
+                self._check_same_classes(classes)
+            Y = _targets.encode(y, self.classes_, self._kind, self._dtype)
             if not incremental:
                 self._velocity[:] = 0
-        Y = _targets.encode(y, self.classes_, self._kind, self._dtype)
         self._train(X, Y, y, n_epochs=1 if incremental else self.max_iter,
                     incremental=incremental)
         return self
 
-    def _start(self, X, y, names, classes, incremental: bool) -> None:
-        """Set up a new network for this data: classes, shapes, initial weights."""
+    def _target_kind_and_classes(self, y, classes, incremental: bool):
         kind = _targets.target_kind(y)
-        if kind != _targets.MULTILABEL:
-            if incremental and classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            self.classes_ = np.unique(np.asarray(classes)) if classes is not None else \
-                _targets.classes_of(y, kind)
-            if len(self.classes_) < 2:
-                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes "
-                                 "in the data, but the data contains only one class: "
-                                 f"{self.classes_[0]!r}.")
-            kind = _targets.BINARY if len(self.classes_) == 2 else _targets.MULTICLASS
-        else:
-            self.classes_ = _targets.classes_of(y, kind)
+        if kind == _targets.MULTILABEL:
+            return kind, _targets.classes_of(y, kind)
+        if incremental and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        labels = np.unique(np.asarray(classes)) if classes is not None else \
+            _targets.classes_of(y, kind)
+        if len(labels) < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in the "
+                             "data, but the data contains only one class: "
+                             f"{labels[0]!r}.")
+        return (_targets.BINARY if len(labels) == 2 else _targets.MULTICLASS), labels
+
+    def _check_same_classes(self, classes) -> None:
+        if classes is None or self._kind == _targets.MULTILABEL:
+            return
+        if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes={np.asarray(classes).tolist()!r} is not the same as on "
+                             f"the first call to partial_fit: {self.classes_.tolist()!r}.")
+
+    def _start(self, X, names, kind: str, classes: np.ndarray) -> None:
+        """Set up a new network for this data: classes, shapes, initial weights."""
+        n_outputs = 1 if kind == _targets.BINARY else len(classes)
+        sizes = [X.shape[1], *hidden_sizes(self.hidden_layer_sizes), n_outputs]
+        layout, n_params, n_units = make_layout(sizes)
+        rng = _make_rng(self.random_state)
+        params = np.zeros(n_params, dtype=np.float64)
+        initialize(params, layout, self.init, self.activation, rng)
+        # Nothing below can fail.
+        self.classes_ = classes
         self._kind = kind
         self._dtype = X.dtype
         self.n_features_in_ = X.shape[1]
@@ -227,13 +253,7 @@ class FastMLP(ClassifierBase):
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, int) else list(sizes)
-        n_outputs = 1 if kind == _targets.BINARY else len(self.classes_)
-        self._layout, n_params, self._n_units = make_layout([X.shape[1], *sizes, n_outputs])
-        self._rng = _make_rng(self.random_state)
-        params = np.zeros(n_params, dtype=np.float64)
-        initialize(params, self._layout, self.init, self.activation, self._rng)
+        self._layout, self._n_units, self._rng = layout, n_units, rng
         self._params = params.astype(self._dtype)
         self._velocity = np.zeros_like(self._params)
         self.loss_curve_ = []
@@ -263,7 +283,7 @@ class FastMLP(ClassifierBase):
         lr, alpha, momentum = T(self.learning_rate_init), T(self.alpha), T(self.momentum)
         nesterov = bool(self.nesterovs_momentum)
         hidden = HIDDEN_CODES[self.activation]
-        output = _targets.output_activation(self._kind)
+        output = self._output_code
         params, velocity = self._params, self._velocity
         grad = np.empty_like(params)
         scratch = np.empty(2 * self._n_units, dtype=self._dtype)
@@ -375,12 +395,13 @@ class FastMLP(ClassifierBase):
             raise ValueError("The feature names should match those that were passed during "
                              f"fit. Fitted with {fitted_names.tolist()}, got {names.tolist()}.")
 
-    def _outputs(self, X, output: int) -> np.ndarray:
+    def _outputs(self, X, logits: bool = False) -> np.ndarray:
+        """Probabilities for the rows of X, or with ``logits`` the output layer's logits."""
         self._check_fitted()
         names = feature_names(X)
         X = check_X(X, type(self).__name__, dtype=self._dtype)
         self._check_features(X, names)
-        return self._forward(X, output)
+        return self._forward(X, codes.LOGITS if logits else self._output_code)
 
     def _forward(self, X, output: int) -> np.ndarray:
         kernels = _backend(self.backend)
@@ -402,14 +423,14 @@ class FastMLP(ClassifierBase):
 
     def _score_rows(self, X, y) -> float:
         """Accuracy on already-validated rows (the early-stopping score)."""
-        P = self._forward(X, _targets.output_activation(self._kind))
+        P = self._forward(X, self._output_code)
         correct = _targets.decode(P, self.classes_, self._kind) == y
         return float((correct.all(axis=1) if correct.ndim == 2 else correct).mean())
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_`` (for multi-label, the
         probability of each label)."""
-        P = self._outputs(X, _targets.output_activation(self._kind))
+        P = self._outputs(X)
         if self._kind == _targets.BINARY:
             return np.hstack([1 - P, P])
         return P
@@ -419,11 +440,11 @@ class FastMLP(ClassifierBase):
 
     def decision_function(self, X) -> np.ndarray:
         """The output layer's logits: shape (n_samples,) for a binary problem."""
-        Z = self._outputs(X, codes.LOGITS)
+        Z = self._outputs(X, logits=True)
         return Z[:, 0] if self._kind == _targets.BINARY else Z
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, in the values of ``classes_`` (an indicator matrix for
         multi-label)."""
-        P = self._outputs(X, _targets.output_activation(self._kind))
+        P = self._outputs(X)
         return _targets.decode(P, self.classes_, self._kind)

@@ -5,9 +5,38 @@ defined here because importing ``sklearn`` costs about a second, which fastmlp k
 ``import fastmlp`` and ``fit``.
 """
 
+import functools
+import sys
+
 
 class NotFittedError(ValueError, AttributeError):
-    """The estimator is used before ``fit``."""
+    """The estimator is used before ``fit``.
+
+    Raise it through :func:`not_fitted_error`, which makes it scikit-learn's
+    ``NotFittedError`` as well whenever scikit-learn is loaded.
+    """
+
+    def __reduce__(self):
+        # Rebuilt through the factory, so that the copy a joblib worker sends back is an
+        # instance of scikit-learn's class too.
+        return not_fitted_error, self.args
+
+
+def not_fitted_error(message: str) -> NotFittedError:
+    """A :class:`NotFittedError` that is also ``sklearn.exceptions.NotFittedError`` when
+    scikit-learn is already imported, so that ``except`` clauses and checks written against
+    scikit-learn's class catch it. When scikit-learn is not imported, no code can be holding
+    its class, and fastmlp does not pay for importing it."""
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return NotFittedError(message)
+    return _with_sklearn_base(sklearn_exceptions.NotFittedError)(message)
+
+
+@functools.cache
+def _with_sklearn_base(sklearn_class: type) -> type:
+    return type("NotFittedError", (NotFittedError, sklearn_class),
+                {"__module__": __name__, "__doc__": NotFittedError.__doc__})
 
 
 class ConvergenceWarning(UserWarning):
