@@ -199,6 +199,8 @@ class FastMLP(ClassifierBase):
         names = feature_names(X)
         X = check_X(X, name, dtype=None if fresh else self._dtype)
         y = check_y(y, name, X.shape[0])
+        if self.early_stopping and not incremental:
+            self._validation_size(X.shape[0])
         if fresh:
             kind, labels = self._target_kind_and_classes(y, classes if incremental else None,
                                                          incremental)
@@ -356,14 +358,18 @@ class FastMLP(ClassifierBase):
             return rows[self._rng.permutation(len(rows))]
         return rows
 
+    def _validation_size(self, n: int) -> int:
+        n_val = math.ceil(self.validation_fraction * n)
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(f"validation_fraction={self.validation_fraction} of {n} samples "
+                             "leaves none for training or none for validation.")
+        return n_val
+
     def _validation_split(self, y) -> tuple[np.ndarray, np.ndarray]:
         """Rows for training and validation, stratified by class: the shuffled rows are
         grouped by class and every k-th goes to validation."""
         n = len(y)
-        n_val = math.ceil(self.validation_fraction * n)
-        if n_val < 1 or n - n_val < 1:
-            raise ValueError(f"validation_fraction={self.validation_fraction} leaves no "
-                             f"samples for training or validation among {n}.")
+        n_val = self._validation_size(n)
         rows = self._rng.permutation(n)
         if self._kind != _targets.MULTILABEL:
             rows = rows[np.argsort(np.searchsorted(self.classes_, y[rows]), kind="stable")]

@@ -1,0 +1,377 @@
+"""FastMLP as an estimator: scikit-learn's protocol, targets, the training state it exposes,
+initial weights, and the seed notebooks' loan-approval scenario."""
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.exceptions
+from conftest import assert_relative_close, make_labels
+from sklearn.base import clone, is_classifier
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fastmlp import FastMLP
+from fastmlp.exceptions import ConvergenceWarning, NotFittedError
+from fastmlp.initialization import initialize
+from fastmlp.kernels.layout import make_layout, unpack
+
+N_SAMPLES = 60
+
+
+def fit_quietly(model: FastMLP, X, y) -> FastMLP:
+    """fit, without the ConvergenceWarning a short max_iter is meant to produce."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def small_model(**params) -> FastMLP:
+    settings = dict(hidden_layer_sizes=(6,), learning_rate_init=0.05, max_iter=5,
+                    random_state=0) | params
+    return FastMLP(**settings)
+
+
+# ------------------------------------------------------------------ the scikit-learn protocol
+
+with warnings.catch_warnings():
+    # FastMLP implements the protocol without inheriting BaseEstimator (it does not import
+    # scikit-learn, see fastmlp/_base.py); the checks below are what that warning asks for.
+    warnings.filterwarnings("ignore", "Estimator FastMLP does not inherit", UserWarning)
+    ESTIMATOR_CHECKS = parametrize_with_checks([
+        FastMLP(hidden_layer_sizes=(5,), max_iter=20, random_state=0),
+        FastMLP(hidden_layer_sizes=(5,), max_iter=50, random_state=0, batch_size=8,
+                learning_rate_init=0.1, momentum=0.5, alpha=1e-3, shuffle="replacement",
+                early_stopping=True, backend="numpy"),
+    ])
+
+
+@ESTIMATOR_CHECKS
+@pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_is_a_classifier():
+    assert is_classifier(FastMLP())
+
+
+def test_clone_copies_parameters_not_the_fit():
+    X, y = make_labels("binary", N_SAMPLES, seed=31)
+    model = fit_quietly(small_model(activation="tanh", batch_size="full"), X, y)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert not hasattr(copy, "coefs_")
+
+
+def test_pipeline_with_standard_scaler():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=32)
+    pipeline = make_pipeline(StandardScaler(), small_model(max_iter=40))
+    assert fit_quietly(pipeline, 10 * X + 3, y).score(10 * X + 3, y) > 0.9
+
+
+def test_grid_search_picks_and_refits():
+    X, y = make_labels("binary", N_SAMPLES, seed=33, label_type="str")
+    search = GridSearchCV(small_model(max_iter=10),
+                          {"hidden_layer_sizes": [(3,), (6,)], "learning_rate_init": [0.01, 0.1]},
+                          cv=3)
+    fit_quietly(search, X, y)
+    assert search.best_params_["hidden_layer_sizes"] in [(3,), (6,)]
+    assert search.best_estimator_.coefs_[0].shape == (4, search.best_params_[
+        "hidden_layer_sizes"][0])
+    assert set(search.predict(X)) <= set(y)
+
+
+def test_not_fitted_error_is_fastmlps_and_sklearns():
+    for method in ("predict", "predict_proba", "predict_log_proba", "decision_function"):
+        with pytest.raises(NotFittedError):
+            getattr(FastMLP(), method)(np.ones((2, 3)))
+        with pytest.raises(sklearn.exceptions.NotFittedError):
+            getattr(FastMLP(), method)(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("change, rows, match", [
+    (dict(init=([np.zeros((4, 9))], [np.zeros(9)])), slice(None), "init"),
+    (dict(early_stopping=True), slice(0, 1), "validation_fraction"),
+    (dict(), slice(0, 1), "only one class"),
+], ids=["wrong-init", "no-room-for-validation", "one-class"])
+def test_a_fit_that_raises_leaves_the_fitted_model_intact(change, rows, match):
+    X, y = make_labels("multiclass", N_SAMPLES, seed=34)
+    model = fit_quietly(small_model(), X, y)
+    before = model.predict_proba(X)
+    with pytest.raises(ValueError, match=match):
+        model.set_params(hidden_layer_sizes=(9,), **change).fit(X[rows, :3], y[rows])
+    assert model.n_features_in_ == 4
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+
+
+def test_hidden_layer_sizes_accepts_numpy_ints():
+    X, y = make_labels("binary", N_SAMPLES, seed=35)
+    model = fit_quietly(small_model(hidden_layer_sizes=np.int64(3)), X, y)
+    assert [W.shape for W in model.coefs_] == [(4, 3), (3, 1)]
+
+
+# ------------------------------------------------------------------ targets
+
+@pytest.mark.parametrize("kind, label_type", [("binary", "int"), ("binary", "str"),
+                                              ("multiclass", "int"), ("multiclass", "str")])
+def test_single_label_targets(kind, label_type):
+    X, y = make_labels(kind, N_SAMPLES, seed=36, label_type=label_type)
+    model = fit_quietly(small_model(max_iter=60), X, y)
+    np.testing.assert_array_equal(model.classes_, np.unique(y))
+    P = model.predict_proba(X)
+    assert P.shape == (N_SAMPLES, len(model.classes_))
+    assert_relative_close(P.sum(axis=1), np.ones(N_SAMPLES), 1e-12)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[P.argmax(axis=1)])
+    decision = model.decision_function(X)
+    assert decision.shape == ((N_SAMPLES,) if kind == "binary" else P.shape)
+    assert model.score(X, y) > 0.9
+
+
+def test_prediction_split_over_threads_matches_one_block():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=53)
+    model = fit_quietly(small_model(), X, y)
+    X_big = np.random.default_rng(54).normal(size=(25_000, 4))
+    blocks = [model.predict_proba(block) for block in np.array_split(X_big, 10)]
+    np.testing.assert_array_equal(model.predict_proba(X_big), np.vstack(blocks))
+
+
+def test_binary_decision_function_is_the_logit_of_the_positive_class():
+    X, y = make_labels("binary", N_SAMPLES, seed=37)
+    model = fit_quietly(small_model(), X, y)
+    assert_relative_close(model.predict_proba(X)[:, 1],
+                          1 / (1 + np.exp(-model.decision_function(X))), 1e-14)
+
+
+def test_multilabel_targets():
+    X, Y = make_labels("multilabel", N_SAMPLES, seed=38)
+    model = fit_quietly(small_model(max_iter=60), X, Y)
+    np.testing.assert_array_equal(model.classes_, [0, 1, 2])
+    P = model.predict_proba(X)
+    assert P.shape == model.decision_function(X).shape == Y.shape
+    np.testing.assert_array_equal(model.predict(X), (P > 0.5).astype(int))
+    assert model.score(X, Y) > 0.8
+
+
+def test_partial_fit_needs_classes_first_and_keeps_them():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=39)
+    with pytest.raises(ValueError, match="classes"):
+        small_model().partial_fit(X, y)
+    model = small_model().partial_fit(X[y != 11], y[y != 11], classes=[3, 7, 11])
+    np.testing.assert_array_equal(model.classes_, [3, 7, 11])
+    model.partial_fit(X, y)
+    with pytest.raises(ValueError, match="classes"):
+        model.partial_fit(X, y, classes=[3, 7])
+
+
+# ------------------------------------------------------------------ training state
+
+@pytest.mark.parametrize("settings", [
+    dict(),
+    dict(shuffle="replacement", batch_size=7, momentum=0.9),
+    dict(shuffle=False, batch_size="full", alpha=0.01, momentum=0.5, nesterovs_momentum=False),
+], ids=["per-sample", "mini-batch-replacement-momentum", "full-batch-nesterov-off"])
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel"])
+def test_partial_fit_k_times_is_fit_for_k_epochs(kind, settings):
+    X, y = make_labels(kind, N_SAMPLES, seed=40)
+    k = 4
+    fitted = fit_quietly(small_model(max_iter=k, tol=0.0, n_iter_no_change=k, **settings),
+                         X, y)
+    stepped = small_model(**settings)
+    for _ in range(k):
+        stepped.partial_fit(X, y, classes=np.unique(y))
+    assert stepped.loss_curve_ == fitted.loss_curve_
+    assert (stepped.n_iter_, stepped.t_) == (fitted.n_iter_, fitted.t_) == (k, k * N_SAMPLES)
+    for W_stepped, W_fitted in zip(stepped.coefs_ + stepped.intercepts_,
+                                   fitted.coefs_ + fitted.intercepts_):
+        np.testing.assert_array_equal(W_stepped, W_fitted)
+
+
+def test_warm_start_continues_where_fit_stopped():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=41)
+    settings = dict(tol=0.0, n_iter_no_change=10)
+    straight = fit_quietly(small_model(max_iter=5, **settings), X, y)
+    warm = fit_quietly(small_model(max_iter=3, warm_start=True, **settings), X, y)
+    fit_quietly(warm.set_params(max_iter=2), X, y)
+    assert warm.loss_curve_ == straight.loss_curve_
+    np.testing.assert_array_equal(warm.coefs_[0], straight.coefs_[0])
+
+
+def test_fit_without_warm_start_starts_over():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=42)
+    model = fit_quietly(small_model(), X, y)
+    first = [W.copy() for W in model.coefs_]
+    fit_quietly(model, X, y)
+    assert model.n_iter_ == 5 and len(model.loss_curve_) == 5
+    for W, W_first in zip(model.coefs_, first):
+        np.testing.assert_array_equal(W, W_first)
+
+
+def test_training_state_attributes():
+    X, y = make_labels("binary", N_SAMPLES, seed=43)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        model = small_model(max_iter=7).fit(X, y)
+    assert model.n_iter_ == len(model.loss_curve_) == 7
+    assert model.t_ == 7 * N_SAMPLES
+    assert model.best_loss_ == min(model.loss_curve_)
+    assert model.n_layers_ == 3 and model.n_outputs_ == 1
+    assert model.out_activation_ == "logistic" and model.n_features_in_ == 4
+
+
+def test_stopping_rule_stops_before_max_iter():
+    X, y = make_labels("binary", N_SAMPLES, seed=44)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = small_model(max_iter=500, tol=0.5, n_iter_no_change=2).fit(X, y)
+    # Nothing improves by 0.5, so epochs 2, 3 and 4 each add to the count and 4 stops.
+    assert model.n_iter_ == 4
+
+
+def test_full_batch_loss_curve_is_the_log_loss_before_each_step():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=45)
+    longer = fit_quietly(small_model(batch_size="full", max_iter=4), X, y)
+    shorter = fit_quietly(small_model(batch_size="full", max_iter=3), X, y)
+    assert longer.loss_curve_[3] == pytest.approx(log_loss(y, shorter.predict_proba(X)),
+                                                  rel=1e-12)
+
+
+def test_early_stopping_keeps_the_best_epochs_weights():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=46)
+    settings = dict(early_stopping=True, validation_fraction=0.2, tol=1e-3, n_iter_no_change=3,
+                    learning_rate_init=0.02)
+    stopped = fit_quietly(small_model(max_iter=200, **settings), X, y)
+    scores = stopped.validation_scores_
+    best_epoch = int(np.argmax(scores)) + 1
+    assert stopped.n_iter_ == len(scores) > best_epoch, "the run must go past its best epoch"
+    assert stopped.best_validation_score_ == max(scores) and stopped.best_loss_ is None
+    # The same run cut at its best epoch ends with the weights early stopping kept.
+    at_best = fit_quietly(small_model(max_iter=best_epoch, **settings), X, y)
+    for W_kept, W_best in zip(stopped.coefs_ + stopped.intercepts_,
+                              at_best.coefs_ + at_best.intercepts_):
+        np.testing.assert_array_equal(W_kept, W_best)
+
+
+def test_coefs_and_intercepts_are_views_of_one_buffer():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=47)
+    model = fit_quietly(small_model(hidden_layer_sizes=(5, 4)), X, y)
+    views = model.coefs_ + model.intercepts_
+    buffer = views[0].base
+    assert buffer.ndim == 1 and buffer.size == sum(view.size for view in views)
+    assert all(view.base is buffer and np.shares_memory(view, buffer) for view in views)
+    model.coefs_[-1][...] = 0
+    model.intercepts_[-1][...] = 0
+    np.testing.assert_allclose(model.predict_proba(X), 1 / 3)
+
+
+# ------------------------------------------------------------------ dtype
+
+@pytest.mark.parametrize("dtype, trained", [(np.float32, np.float32), (np.float64, np.float64),
+                                            (np.int64, np.float64)])
+def test_training_dtype_follows_the_input(dtype, trained):
+    X, y = make_labels("binary", N_SAMPLES, seed=48)
+    model = fit_quietly(small_model(), (10 * X).astype(dtype), y)
+    assert {W.dtype for W in model.coefs_ + model.intercepts_} == {np.dtype(trained)}
+    assert model.predict_proba(X).dtype == trained
+
+
+def test_same_random_state_same_initial_weights_in_both_dtypes():
+    X, y = make_labels("binary", N_SAMPLES, seed=49)
+    # A step of 1e-12 leaves float32 weights where they started and float64 weights within
+    # 1e-10 of it: both models show their initial weights.
+    models = [fit_quietly(small_model(max_iter=1, learning_rate_init=1e-12), X.astype(dtype),
+                          y) for dtype in (np.float32, np.float64)]
+    for W32, W64 in zip(models[0].coefs_, models[1].coefs_):
+        np.testing.assert_allclose(W32, W64, rtol=1e-7)
+
+
+# ------------------------------------------------------------------ initial weights
+
+SIZES = [300, 200, 2]
+
+
+def initial_weights(init, activation: str = "relu", seed: int = 0):
+    layout, n_params, _ = make_layout(SIZES)
+    params = np.full(n_params, np.nan)
+    initialize(params, layout, init, activation, np.random.default_rng(seed))
+    return unpack(params, layout)
+
+
+@pytest.mark.parametrize("activation, factor", [("relu", 6.0), ("tanh", 6.0),
+                                                ("logistic", 2.0)])
+def test_glorot_is_sklearns_uniform_scheme(activation, factor):
+    coefs, intercepts = initial_weights("glorot", activation)
+    for W, b in zip(coefs, intercepts):
+        bound = np.sqrt(factor / sum(W.shape))
+        for values in (W, b):
+            assert np.abs(values).max() <= bound
+        # U(-r, r) has variance r**2 / 3.
+        assert W.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+
+
+@pytest.mark.parametrize("init, variance", [("he", lambda fan_in: 2 / fan_in),
+                                            ("xavier", lambda fan_in: 1 / fan_in),
+                                            ("normal", lambda fan_in: 1e-4)])
+def test_normal_schemes_have_their_variance_and_zero_biases(init, variance):
+    coefs, intercepts = initial_weights(init)
+    W = coefs[0]
+    assert W.mean() == pytest.approx(0, abs=0.05 * W.std())
+    assert W.var() == pytest.approx(variance(W.shape[0]), rel=0.05)
+    assert all((b == 0).all() for b in intercepts)
+
+
+def test_constant_init_sets_every_weight_and_zero_biases():
+    coefs, intercepts = initial_weights(0.25)
+    assert all((W == 0.25).all() for W in coefs) and all((b == 0).all() for b in intercepts)
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    first, again, other = (initial_weights("he", seed=seed)[0][0] for seed in (1, 1, 2))
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_explicit_init_copies_the_given_arrays():
+    rng = np.random.default_rng(50)
+    coefs = [rng.normal(size=(a, b)) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    intercepts = [rng.normal(size=b) for b in SIZES[1:]]
+    got_coefs, got_intercepts = initial_weights((coefs, intercepts))
+    for got, given in zip(got_coefs + got_intercepts, coefs + intercepts):
+        np.testing.assert_array_equal(got, given)
+
+
+def test_explicit_init_is_not_modified_by_training():
+    X, y = make_labels("binary", N_SAMPLES, seed=51)
+    coefs, intercepts = [np.full((4, 3), 0.1), np.full((3, 1), -0.2)], [np.zeros(3), np.ones(1)]
+    model = fit_quietly(small_model(hidden_layer_sizes=(3,), init=(coefs, intercepts)), X, y)
+    assert not np.allclose(model.coefs_[0], 0.1)
+    assert (coefs[0] == 0.1).all() and (intercepts[1] == 1).all()
+
+
+@pytest.mark.parametrize("init, match", [
+    (([np.zeros((4, 3))], [np.zeros(3)]), "2 weight matrices"),
+    (([np.zeros((4, 2)), np.zeros((3, 1))], [np.zeros(3), np.zeros(1)]), "layer 0"),
+    (([np.zeros((4, 3)), np.zeros((3, 1))], [np.zeros(3), np.zeros(2)]), "layer 1"),
+    (([np.full((4, 3), np.nan), np.zeros((3, 1))], [np.zeros(3), np.zeros(1)]), "finite"),
+    ("uniform", "init"),
+    (np.inf, "init"),
+], ids=["too-few-layers", "wrong-coef-shape", "wrong-intercept-shape", "nan", "unknown-name",
+        "infinite-constant"])
+def test_invalid_init_raises(init, match):
+    X, y = make_labels("binary", N_SAMPLES, seed=52)
+    with pytest.raises(ValueError, match=match):
+        small_model(hidden_layer_sizes=(3,), init=init).fit(X, y)
+
+
+# ------------------------------------------------------------------ the seed scenario
+
+def test_loan_approval_seed_scenario(loan_data):
+    (X, decisions), (X_unseen, expected) = loan_data
+    model = FastMLP(hidden_layer_sizes=(5,), activation="relu", batch_size="full",
+                    learning_rate_init=0.1, max_iter=1000, init="normal", random_state=0)
+    fit_quietly(model, X, decisions)
+    assert [W.shape for W in model.coefs_] == [(3, 5), (5, 1)]
+    assert model.score(X, decisions) == 1.0
+    np.testing.assert_array_equal(model.predict(X_unseen), expected)
