@@ -152,13 +152,13 @@ def numeric_columns(path, header: list[str], rows: list[list[str]], lines: list[
         except ValueError:
             # numpy does not say which cell failed; find the first one for the message.
             row = next(i for i, cell in enumerate(column) if not _is_number(cell))
-            what = "is empty" if not column[row] else f"has {column[row]!r}"
+            what = "is empty" if not column[row] else f"has {str(column[row])!r}"
             raise ValueError(f"{path}: column {name!r} must be numeric, but line {lines[row]} "
                              f"{what}.") from None
         bad = np.flatnonzero(~np.isfinite(X[:, j]))
         if len(bad):
             raise ValueError(f"{path}: column {name!r}, line {lines[bad[0]]}: "
-                             f"{column[bad[0]]!r} is not a finite number.")
+                             f"{str(column[bad[0]])!r} is not a finite number.")
     return X
 
 

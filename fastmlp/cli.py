@@ -1,0 +1,701 @@
+"""The ``fastmlp`` command.
+
+    fastmlp train                          breast-cancer data: progress bar, then a summary
+    fastmlp train --compare-sklearn        the same, next to scikit-learn's MLPClassifier
+    fastmlp train --dataset moons --n-samples 100000
+    fastmlp train data.csv --target label --hidden 32 16 --save model.npz --plot curve.png
+    fastmlp predict model.npz new.csv [--proba] [--output predictions.csv]
+    fastmlp bench
+
+User mistakes (a missing file or column, a non-numeric feature, a bad option value, a corrupt
+model file) end in one line on stderr, ``fastmlp: error: ...``, with exit status 1 (2 for a
+malformed command line); Ctrl-C ends with status 130.
+"""
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import datasets
+from ._validation import check_params
+from ._version import __version__
+from .classifier import FastMLP
+from .kernels.layout import unpack
+from .persistence import load
+
+# Settings that train each embedded data set well in about a second; flags override them.
+RECIPES = {
+    "breast-cancer": {"hidden": [16], "epochs": 30},
+    # The seed notebooks' network and schedule: 3-5-1 ReLU, full-batch gradient descent,
+    # lr 0.1, N(0, 0.01^2) weights, a fixed 1000 epochs (tol 0: stop only on a loss increase).
+    "loan": {"hidden": [5], "epochs": 1000, "batch_size": "full", "lr": 0.1,
+             "init": "normal", "tol": 0.0},
+    "digits": {"hidden": [32], "epochs": 30},
+    "moons": {"hidden": [16], "epochs": 50},
+    "csv": {"hidden": [16], "epochs": 100},
+}
+DEFAULTS = {"activation": "relu", "batch_size": 1, "lr": 0.01, "init": "glorot", "tol": 1e-4}
+SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "logistic",
+                       "sigmoid": "logistic", "identity": "identity", "linear": "identity"}
+SHUFFLE = {"yes": True, "no": False, "replacement": "replacement"}
+# fastmlp (numba) runs many more samples than the slow contenders in the same time; its
+# per-epoch overhead is only amortised over enough rows.
+BENCH_NETWORKS = ((3, 5), (30, 16), (100, 64))
+BENCH_ROWS_FAST, BENCH_ROWS_SLOW = 20_000, 500
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message instead of usage plus message."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        # The summary reports how many epochs ran; "not converged" adds nothing to it.
+        warnings.filterwarnings("ignore", message="Stochastic Optimizer: Maximum iterations")
+        try:
+            return args.run(args)
+        except KeyboardInterrupt:
+            sys.stderr.write("\nfastmlp: interrupted\n")
+            return 130
+        except BrokenPipeError:
+            # Output piped into a reader that quit (e.g. `| head`): nothing left to say.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except (OSError, ValueError) as error:
+            sys.stderr.write(f"fastmlp: error: {_describe(error)}\n")
+            return 1
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return " ".join(str(error).split())  # one line, whatever the message's layout
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from tqdm import tqdm
+
+    # tqdm.write keeps a progress bar that is on screen intact below the message.
+    tqdm.write(f"fastmlp: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------ command line
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastmlp", description="Train small MLP classifiers fast, predict "
+                     "with them, and compare with scikit-learn.")
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True,
+                                     parser_class=_Parser)
+    _add_train(commands)
+    _add_predict(commands)
+    _add_bench(commands)
+    return parser
+
+
+def _add_train(commands) -> None:
+    train = commands.add_parser(
+        "train", help="train on an embedded data set or a CSV file",
+        description="Train a FastMLP on an embedded data set (default: breast cancer) or on a "
+        "CSV file with a header row, numeric feature columns and a label column. Features "
+        "are standardised on the training rows; a stratified test split measures the "
+        "model. Unset network and training options take the data set's recipe.")
+    data = train.add_argument_group("data")
+    data.add_argument("csv", nargs="?", metavar="DATA.csv", help="a CSV file to train on")
+    data.add_argument("--target", metavar="COLUMN",
+                      help="the CSV column holding the labels (default: the last column)")
+    data.add_argument("--dataset", choices=datasets.DATASETS,
+                      help="an embedded data set (default: breast-cancer): " + "; ".join(
+                          f"{name}: {text}" for name, text in datasets.DESCRIPTIONS.items()))
+    data.add_argument("--n-samples", type=_positive_int, metavar="N",
+                      help="samples to generate for --dataset moons (default 1000)")
+    data.add_argument("--noise", type=_nonnegative_float, metavar="SD",
+                      help="noise of --dataset moons (default 0.2)")
+    data.add_argument("--test-size", type=_test_fraction, metavar="F",
+                      help="fraction of rows held out for testing, 0 for none (default 0.25; "
+                      "loan is tested on its three unseen applicants)")
+    data.add_argument("--no-standardize", action="store_true",
+                      help="train on the features as they are")
+
+    net = train.add_argument_group("network")
+    net.add_argument("--hidden", type=_layer_sizes, nargs="+", metavar="N",
+                     help="hidden layer widths, e.g. --hidden 32 16 or --hidden 32,16")
+    net.add_argument("--activation", choices=sorted(SKLEARN_ACTIVATIONS),
+                     help="hidden activation (default relu)")
+    net.add_argument("--init", choices=("glorot", "he", "xavier", "normal"),
+                     help="initial weights (default glorot)")
+
+    fit = train.add_argument_group("training")
+    fit.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs")
+    fit.add_argument("--batch-size", type=_batch_size, metavar="N|full",
+                     help="samples per gradient step (default 1: per-sample SGD)")
+    fit.add_argument("--lr", type=_positive_float, metavar="RATE",
+                     help="learning rate (default 0.01)")
+    fit.add_argument("--momentum", type=_momentum, default=0.0, metavar="M",
+                     help="momentum in [0, 1) (default 0)")
+    fit.add_argument("--no-nesterov", action="store_true",
+                     help="classical instead of Nesterov momentum")
+    fit.add_argument("--alpha", type=_nonnegative_float, default=0.0, metavar="A",
+                     help="L2 penalty (default 0)")
+    fit.add_argument("--shuffle", choices=tuple(SHUFFLE), default="yes",
+                     help="sample order of each epoch (default yes: a new permutation)")
+    fit.add_argument("--tol", type=_nonnegative_float, metavar="TOL",
+                     help="stop when the loss improves by less than this ... (default 1e-4)")
+    fit.add_argument("--n-iter-no-change", type=_positive_int, default=10, metavar="N",
+                     help="... for this many epochs (default 10)")
+    fit.add_argument("--early-stopping", action="store_true",
+                     help="hold out --validation-fraction of the training rows and stop on "
+                     "their accuracy")
+    fit.add_argument("--validation-fraction", type=_open_fraction, default=0.1, metavar="F",
+                     help="(default 0.1)")
+    fit.add_argument("--seed", type=_seed, default=0,
+                     help="seeds the split, the weights and the sample order (default 0)")
+    fit.add_argument("--float32", action="store_true", help="train in float32")
+    fit.add_argument("--backend", choices=("numba", "numpy"), default="numba",
+                     help="compiled kernels or the NumPy reference (default numba)")
+
+    out = train.add_argument_group("output")
+    out.add_argument("--compare-sklearn", action="store_true",
+                     help="also train scikit-learn's MLPClassifier with the same network and "
+                     "schedule and show both")
+    out.add_argument("--save", metavar="MODEL", help="write the model to this file; it takes "
+                     "the raw feature columns (the standardisation is folded into its first "
+                     "layer)")
+    out.add_argument("--plot", metavar="FILE.png", help="draw the loss curve and the test "
+                     "accuracy per epoch (needs matplotlib: pip install 'fastmlp[plot]')")
+    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    train.set_defaults(run=train_command)
+
+
+def _add_predict(commands) -> None:
+    predict = commands.add_parser(
+        "predict", help="predict the rows of a CSV file with a saved model",
+        description="One prediction per row, in the original label values. Columns are "
+        "matched to the model's features by name (other columns, such as the label, are "
+        "ignored); a model without feature names takes every column in order.")
+    predict.add_argument("model", metavar="MODEL", help="a model file from 'fastmlp train "
+                         "--save' or FastMLP.save")
+    predict.add_argument("csv", metavar="DATA.csv", help="rows to predict, with a header row")
+    predict.add_argument("--proba", action="store_true",
+                         help="the probability of each class instead, with a header row")
+    predict.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    predict.add_argument("--quiet", action="store_true", help="no notes on stderr")
+    predict.set_defaults(run=predict_command)
+
+
+def _add_bench(commands) -> None:
+    bench = commands.add_parser(
+        "bench", help="samples per second: fastmlp vs the NumPy reference vs scikit-learn",
+        description="Per-sample SGD (batch 1, float64, ReLU) on random data for a few "
+        "network shapes; each cell is measured for about --seconds after a warm-up.")
+    bench.add_argument("--seconds", type=_positive_float, default=0.3,
+                       help="time spent measuring each cell (default 0.3)")
+    bench.set_defaults(run=bench_command)
+
+
+def _number(text: str, convert, test, expected: str):
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not test(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def _seed(text: str) -> int:
+    return _number(text, int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+
+
+def _nonnegative_float(text: str) -> float:
+    return _number(text, float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+
+
+def _momentum(text: str) -> float:
+    return _number(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def _test_fraction(text: str) -> float:
+    return _number(text, float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+
+
+def _open_fraction(text: str) -> float:
+    return _number(text, float, lambda v: 0 < v < 1, "a fraction in (0, 1)")
+
+
+def _batch_size(text: str) -> int | str:
+    return "full" if text == "full" else _number(text, int, lambda v: v >= 1,
+                                                 "a positive integer or 'full'")
+
+
+def _layer_sizes(text: str) -> list[int]:
+    return [_positive_int(part) for part in text.split(",") if part.strip()]
+
+
+# ------------------------------------------------------------------------------ train
+
+@dataclass
+class _Data:
+    title: str
+    names: list[str]
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    split: str
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+
+@dataclass
+class _Run:
+    """One trained model and what the summary and the plot report about it."""
+    name: str
+    model: object
+    seconds: float
+    test_accuracy: list[float] = field(default_factory=list)
+
+
+class _Frame:
+    """The least of a DataFrame that FastMLP reads feature names from: ``columns`` and
+    ``__array__``. Fitting with names lets ``predict`` pick a CSV's columns by name."""
+
+    def __init__(self, values: np.ndarray, columns):
+        self.values = values
+        self.columns = list(columns)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype, copy=False)
+
+
+def train_command(args) -> int:
+    recipe = RECIPES["csv" if args.csv else args.dataset or "breast-cancer"]
+    _check_train_options(args)
+    params = _estimator_params(args, recipe)
+    model = FastMLP(**params)
+    check_params(model)
+    data = _load_training_data(args)
+    if not args.no_standardize:
+        _standardise(data)
+    if args.float32:
+        data.X = data.X.astype(np.float32)
+        data.X_test = None if data.X_test is None else data.X_test.astype(np.float32)
+    if not args.quiet:
+        print(_describe_training(data, params, args))
+    warm_up = _warm_up(params, data)
+    if params["backend"] == "numba":
+        _note(args, f"numba kernels ready in {_seconds(warm_up)} (compiled on first use, then "
+              "loaded from a disk cache; not counted below)")
+    track_test = bool(args.plot) and data.X_test is not None and not args.early_stopping
+    runs = [_fit_fastmlp(model, data, track_test, args.quiet)]
+    if args.compare_sklearn:
+        runs.append(_fit_sklearn(params, data, args.quiet))
+    if not args.quiet:
+        print(_summary(runs, data))
+    if args.plot:
+        _plot(args.plot, runs, data)
+        _note(args, f"plot written to {args.plot}")
+    if args.save:
+        if data.mean is not None:
+            _fold_standardisation(model, data.mean, data.scale)
+        model.set_params(verbose=False)  # the bar was for this command, not the model
+        model.save(args.save)
+        _note(args, f"model written to {args.save}")
+    return 0
+
+
+def _note(args, text: str) -> None:
+    if not args.quiet:
+        print(text)
+
+
+def _check_train_options(args) -> None:
+    """Option combinations that cannot work, and unwritable outputs, before any training."""
+    if args.csv and args.dataset:
+        raise ValueError("give a CSV file or --dataset, not both.")
+    if args.target and not args.csv:
+        raise ValueError("--target names a column of a CSV file; none was given.")
+    if (args.n_samples is not None or args.noise is not None) and args.dataset != "moons":
+        raise ValueError("--n-samples and --noise apply to --dataset moons only.")
+    if args.dataset == "loan" and args.test_size is not None:
+        raise ValueError("--dataset loan is tested on its three unseen applicants; "
+                         "--test-size does not apply.")
+    if args.compare_sklearn and args.shuffle == "replacement":
+        raise ValueError("--compare-sklearn: scikit-learn cannot draw samples with "
+                         "replacement (--shuffle replacement).")
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ValueError(f"{option} {path}: the directory does not exist.")
+    if args.plot:
+        _check_plot_support(args.plot)
+
+
+def _check_plot_support(path: str) -> None:
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise ValueError("--plot needs matplotlib, which is not installed: "
+                         "pip install 'fastmlp[plot]'.") from None
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise ValueError(f"--plot {path}: matplotlib cannot write .{suffix} files; use one "
+                         f"of {', '.join(sorted(formats))}.")
+
+
+def _estimator_params(args, recipe: dict) -> dict:
+    def option(name):
+        value = getattr(args, name)
+        return value if value is not None else recipe.get(name, DEFAULTS.get(name))
+
+    # --hidden 32 16 and --hidden 32,16 both arrive as lists of lists.
+    hidden = [size for group in args.hidden for size in group] if args.hidden else \
+        recipe["hidden"]
+    return dict(hidden_layer_sizes=tuple(hidden),
+                activation=option("activation"), batch_size=option("batch_size"),
+                learning_rate_init=option("lr"), max_iter=option("epochs"),
+                shuffle=SHUFFLE[args.shuffle], random_state=args.seed, tol=option("tol"),
+                momentum=args.momentum, nesterovs_momentum=not args.no_nesterov,
+                alpha=args.alpha, n_iter_no_change=args.n_iter_no_change,
+                early_stopping=args.early_stopping,
+                validation_fraction=args.validation_fraction, init=option("init"),
+                backend=args.backend)
+
+
+def _load_training_data(args) -> _Data:
+    if args.csv:
+        X, y, names = datasets.read_csv(args.csv, args.target)
+        title = args.csv
+    else:
+        title = args.dataset or "breast-cancer"
+        X, y, names = datasets.load_dataset(
+            title, n_samples=args.n_samples or 1000,
+            noise=0.2 if args.noise is None else args.noise, random_state=args.seed)
+    if title == "loan":
+        X_test, y_test, _ = datasets.load_loan(unseen=True)
+        return _Data(title, names, X, y, X_test, y_test,
+                     f"{len(y)} training rows, tested on the {len(y_test)} unseen applicants")
+    test_size = 0.25 if args.test_size is None else args.test_size
+    if test_size == 0:
+        return _Data(title, names, X, y, None, None, "no test split")
+    from sklearn.model_selection import train_test_split
+
+    try:
+        X, X_test, y, y_test = train_test_split(X, y, test_size=test_size, stratify=y,
+                                                random_state=args.seed)
+    except ValueError as error:
+        raise ValueError(f"cannot make a stratified test split of {len(y)} rows: {error} "
+                         "Use another --test-size, or --test-size 0.") from None
+    return _Data(title, names, X, y, X_test, y_test,
+                 f"{len(y)} training / {len(y_test)} test rows (stratified, seed {args.seed})")
+
+
+def _standardise(data: _Data) -> None:
+    """Zero mean and unit variance on the training rows (constant columns stay as they are)."""
+    data.mean = data.X.mean(axis=0)
+    data.scale = data.X.std(axis=0)
+    data.scale[data.scale == 0] = 1
+    data.X = (data.X - data.mean) / data.scale
+    if data.X_test is not None:
+        data.X_test = (data.X_test - data.mean) / data.scale
+
+
+def _describe_training(data: _Data, params: dict, args) -> str:
+    classes = np.unique(data.y)
+    shown = ", ".join(map(str, classes)) if len(classes) <= 6 else f"{len(classes)} classes"
+    n_outputs = 1 if len(classes) == 2 else len(classes)
+    sizes = [data.X.shape[1], *params["hidden_layer_sizes"], n_outputs]
+    batch = params["batch_size"]
+    schedule = ("full-batch gradient descent" if batch == "full" else
+                "per-sample SGD" if batch == 1 else f"mini-batch SGD (batch {batch})")
+    n_samples = len(data.y) + (0 if data.y_test is None else len(data.y_test))
+    return (f"{data.title}: {n_samples} samples, {data.X.shape[1]} features, "
+            f"labels {shown}; {data.split}"
+            f"{'' if args.no_standardize else '; features standardised'}\n"
+            f"network {'-'.join(map(str, sizes))} ({params['activation']}), {schedule}, "
+            f"lr {params['learning_rate_init']}, up to {params['max_iter']} epochs, "
+            f"{'float32' if args.float32 else 'float64'}, {params['backend']} backend")
+
+
+def _warm_up(params: dict, data: _Data) -> float:
+    """Train and predict one epoch on one row per class, so that compiling (or loading) the
+    numba kernels for this dtype is not counted as training time. Returns its seconds."""
+    start = time.perf_counter()
+    _, first_rows = np.unique(data.y, return_index=True)
+    rows = _Frame(data.X[first_rows], data.names)
+    tiny = FastMLP(**{**params, "max_iter": 1, "early_stopping": False, "verbose": False})
+    tiny.fit(rows, data.y[first_rows]).predict_proba(rows)
+    return time.perf_counter() - start
+
+
+def _fit_fastmlp(model: FastMLP, data: _Data, track_test: bool, quiet: bool) -> _Run:
+    """Train with ``fit`` (its progress bar shows the loss), or with ``track_test`` one
+    ``partial_fit`` per epoch so that each epoch's test accuracy is known for the plot. The
+    second costs ``partial_fit``'s checks per epoch, which shows on tiny data sets."""
+    X = _Frame(data.X, data.names)
+    if not track_test:
+        model.set_params(verbose=not quiet)
+        start = time.perf_counter()
+        model.fit(X, data.y)
+        return _Run("fastmlp", model, time.perf_counter() - start)
+    from tqdm import tqdm
+
+    run = _Run("fastmlp", model, 0.0)
+    X_test = _Frame(data.X_test, data.names)
+    classes = np.unique(data.y)
+    with tqdm(total=model.max_iter, desc="FastMLP", unit="epoch", disable=quiet) as bar:
+        for epoch in range(model.max_iter):
+            start = time.perf_counter()
+            model.partial_fit(X, data.y, classes=classes)
+            run.seconds += time.perf_counter() - start
+            if model.n_iter_ == epoch:
+                break  # diverged: the estimator has warned and kept the last finite weights
+            run.test_accuracy.append(model.score(X_test, data.y_test))
+            bar.set_postfix(loss=f"{model.loss_curve_[-1]:.5f}",
+                            test_acc=f"{run.test_accuracy[-1]:.4f}", refresh=False)
+            bar.update()
+            # fit's own stopping rule, which partial_fit keeps count of but does not apply.
+            if model._no_improvement_count > model.n_iter_no_change:
+                break
+    return run
+
+
+def _fit_sklearn(params: dict, data: _Data, quiet: bool) -> _Run:
+    from sklearn.neural_network import MLPClassifier
+
+    batch = params["batch_size"]
+    model = MLPClassifier(
+        hidden_layer_sizes=params["hidden_layer_sizes"],
+        activation=SKLEARN_ACTIVATIONS[params["activation"]], solver="sgd",
+        learning_rate="constant", learning_rate_init=params["learning_rate_init"],
+        batch_size=len(data.y) if batch == "full" else batch, max_iter=params["max_iter"],
+        shuffle=bool(params["shuffle"]), random_state=params["random_state"],
+        tol=params["tol"], n_iter_no_change=params["n_iter_no_change"],
+        momentum=params["momentum"], nesterovs_momentum=params["nesterovs_momentum"],
+        alpha=params["alpha"], early_stopping=params["early_stopping"],
+        validation_fraction=params["validation_fraction"])
+    if not quiet:
+        print("training scikit-learn's MLPClassifier with the same network and schedule...",
+              file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    model.fit(data.X, data.y)
+    return _Run("scikit-learn", model, time.perf_counter() - start)
+
+
+def _summary(runs: list[_Run], data: _Data) -> str:
+    columns = [_measure(run, data) for run in runs]
+    labels = list(columns[0])
+    lines = _table(["", *(run.name for run in runs)],
+                   [[label, *(column[label] for column in columns)] for label in labels])
+    stop = _stop_reason(runs[0].model)
+    if stop:
+        lines.append(stop)
+    if len(runs) == 2:
+        lines.append(f"fastmlp trained {runs[1].seconds / runs[0].seconds:,.0f}x faster "
+                     "than scikit-learn")
+    return "\n".join(lines)
+
+
+def _stop_reason(model: FastMLP) -> str | None:
+    """Why fastmlp stopped before --epochs (a divergence has been warned about already)."""
+    if model.n_iter_ == model.max_iter or model._no_improvement_count <= model.n_iter_no_change:
+        return None
+    what = "validation accuracy" if model.early_stopping else "training loss"
+    return (f"fastmlp stopped after {model.n_iter_} epochs: the {what} improved by less than "
+            f"--tol {model.tol} for more than {model.n_iter_no_change} epochs in a row")
+
+
+def _measure(run: _Run, data: _Data) -> dict[str, str]:
+    """The summary's rows for one model, formatted."""
+    model = run.model
+    parts = [("train", data.X, data.y)]
+    if data.X_test is not None:
+        parts.append(("test", data.X_test, data.y_test))
+    if isinstance(model, FastMLP):
+        parts = [(part, _Frame(X, data.names), y) for part, X, y in parts]
+    measures = {f"{part} accuracy": f"{model.score(X, y):.4f}" for part, X, y in parts}
+    for part, X, y in parts:
+        loss = _log_loss(model.predict_proba(X), y, model.classes_)
+        measures[f"{part} log-loss"] = f"{loss:.4f}"
+    measures["epochs"] = f"{model.n_iter_} of {model.max_iter}"
+    measures["samples/s"] = f"{model.t_ / run.seconds:,.0f}"
+    measures["training time"] = _seconds(run.seconds)
+    return measures
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _log_loss(proba: np.ndarray, y: np.ndarray, classes: np.ndarray) -> float:
+    """Mean cross-entropy of the true labels; NaN when a label is not among ``classes``."""
+    index = np.searchsorted(classes, y)
+    if (index >= len(classes)).any() or (classes[np.minimum(index, len(classes) - 1)] != y).any():
+        return math.nan
+    p = proba[np.arange(len(y)), index]
+    return float(-np.log(np.clip(p, np.finfo(proba.dtype).eps, 1)).mean())
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [_row(cells, widths) for cells in [header, *rows]]
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    """Left-aligned first column, right-aligned others."""
+    return "  ".join([cells[0].ljust(widths[0]),
+                      *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:]))])
+
+
+def _plot(path: str, runs: list[_Run], data: _Data) -> None:
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    ours = runs[0]
+    accuracy, label = ours.test_accuracy, "test accuracy"
+    if ours.model.early_stopping:
+        accuracy, label = ours.model.validation_scores_, "validation accuracy"
+    figure, axes = plt.subplots(2 if accuracy else 1, 1, sharex=True, squeeze=False,
+                                figsize=(7, 6 if accuracy else 3.5))
+    loss_axes = axes[0, 0]
+    for run in runs:
+        epochs = np.arange(1, len(run.model.loss_curve_) + 1)
+        loss_axes.plot(epochs, run.model.loss_curve_, label=run.name)
+    loss_axes.set_ylabel("training loss")
+    loss_axes.set_yscale("log")
+    loss_axes.legend()
+    loss_axes.set_title(f"{data.title}: {ours.model.n_iter_} epochs")
+    if accuracy:
+        axes[1, 0].plot(np.arange(1, len(accuracy) + 1), accuracy, color="tab:green")
+        axes[1, 0].set_ylabel(label)
+    axes[-1, 0].set_xlabel("epoch")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _fold_standardisation(model: FastMLP, mean: np.ndarray, scale: np.ndarray) -> None:
+    """Make the model take raw features: a first layer W, b on (x - mean) / scale equals one
+    with W / scale and b - (mean / scale) @ W on x. The momentum buffer, laid out like the
+    weights, is a change of weights and maps the same way."""
+    for buffer in (model._params, model._velocity):
+        coefs, intercepts = unpack(buffer, model._layout)
+        W, b = coefs[0], intercepts[0]
+        b -= ((mean / scale) @ W).astype(b.dtype)
+        W /= scale[:, None].astype(W.dtype)
+
+
+# ------------------------------------------------------------------------------ predict
+
+def predict_command(args) -> int:
+    model = load(args.model)
+    header, rows, lines = datasets.read_table(args.csv)
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        if len(header) != model.n_features_in_:
+            raise ValueError(f"{args.csv} has {len(header)} columns, but the model takes "
+                             f"{model.n_features_in_} features (it has no feature names to "
+                             "pick columns by).")
+        X = datasets.numeric_columns(args.csv, header, rows, lines, header)
+    else:
+        names = list(names)
+        missing = [name for name in names if name not in header]
+        if missing:
+            raise ValueError(f"{args.csv} lacks the model's feature column(s) "
+                             f"{', '.join(map(repr, missing))}.")
+        ignored = [name for name in header if name not in names]
+        if ignored and not args.quiet:
+            print(f"fastmlp: ignoring column(s) the model does not use: {', '.join(ignored)}",
+                  file=sys.stderr)
+        X = _Frame(datasets.numeric_columns(args.csv, header, rows, lines, names), names)
+    if args.proba:
+        table = [list(map(str, model.classes_)),
+                 *([f"{p:.6g}" for p in row] for row in model.predict_proba(X))]
+    else:
+        predictions = model.predict(X)
+        table = [[str(value) for value in np.atleast_1d(row)] for row in predictions]
+    if args.output:
+        with open(args.output, "w", newline="") as file:
+            csv.writer(file, lineterminator="\n").writerows(table)
+    else:
+        csv.writer(sys.stdout, lineterminator="\n").writerows(table)
+    return 0
+
+
+# ------------------------------------------------------------------------------ bench
+
+def bench_command(args) -> int:
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    print("per-sample SGD (batch 1, float64, ReLU): training samples per second")
+    header = ["network", "fastmlp (numba)", "NumPy reference", "scikit-learn", "vs NumPy",
+              "vs sklearn"]
+    widths = [9, 16, 16, 13, 9, 10]
+    print(_row(header, widths))
+    for n_features, hidden in BENCH_NETWORKS:
+        X = rng.standard_normal((BENCH_ROWS_FAST, n_features))
+        y = (X[:, 0] + X[:, -1] > 0).astype(np.int64)
+        slow = slice(BENCH_ROWS_SLOW)
+
+        def fastmlp(backend, rows):
+            return lambda epochs: FastMLP(hidden, max_iter=epochs, n_iter_no_change=epochs,
+                                          random_state=0, backend=backend).fit(X[rows], y[rows])
+
+        def sklearn(epochs):
+            return MLPClassifier(hidden, solver="sgd", learning_rate="constant", momentum=0,
+                                 alpha=0, batch_size=1, learning_rate_init=0.01,
+                                 max_iter=epochs, n_iter_no_change=epochs, random_state=0
+                                 ).fit(X[slow], y[slow])
+
+        fastmlp("numba", slow)(1)  # compiles, or loads from the disk cache, the kernels
+        rates = [_samples_per_second(fastmlp("numba", slice(None)), BENCH_ROWS_FAST,
+                                     args.seconds),
+                 _samples_per_second(fastmlp("numpy", slow), BENCH_ROWS_SLOW, args.seconds),
+                 _samples_per_second(sklearn, BENCH_ROWS_SLOW, args.seconds)]
+        cells = [f"{n_features}-{hidden}-1", *(f"{rate:,.0f}" for rate in rates),
+                 f"{rates[0] / rates[1]:,.0f}x", f"{rates[0] / rates[2]:,.0f}x"]
+        print(_row(cells, widths), flush=True)
+    print(f"(fastmlp timed on {BENCH_ROWS_FAST:,} rows, the others on {BENCH_ROWS_SLOW:,}: "
+          "their cost per sample does not depend on the row count)")
+    return 0
+
+
+def _samples_per_second(fit, n_rows: int, seconds: float) -> float:
+    """``fit(epochs)`` trains a fresh model for that many epochs on ``n_rows`` rows; run it
+    with more epochs until one run lasts at least half of ``seconds``."""
+    epochs = 1
+    while True:
+        start = time.perf_counter()
+        fit(epochs)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds / 2 or epochs == 10_000:
+            return epochs * n_rows / elapsed
+        epochs = min(10_000, max(epochs + 1, round(epochs * seconds / elapsed)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
