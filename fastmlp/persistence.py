@@ -32,7 +32,7 @@ import zlib
 import numpy as np
 
 from ._version import __version__
-from ._validation import check_params
+from ._validation import check_params, hidden_sizes
 from .classifier import FastMLP
 from .kernels.codes import FAN_IN, FAN_OUT
 from .kernels.layout import make_layout, unpack
@@ -111,7 +111,10 @@ def _describe(est: FastMLP) -> tuple[dict, dict]:
             mine[...] = given
         arrays["init_params"] = init
         params["init"] = {"arrays": "init_params.npy"}
-    params["hidden_layer_sizes"] = _sizes_list(params["hidden_layer_sizes"])
+    # An int stays an int; a sequence is stored as a list and read back as a tuple.
+    sizes = params["hidden_layer_sizes"]
+    params["hidden_layer_sizes"] = int(sizes) if isinstance(sizes, (int, np.integer)) else \
+        [int(size) for size in sizes]
     params["random_state"] = _encode_random_state(params["random_state"], est._rng)
     metadata = {
         "format": FORMAT,
@@ -149,10 +152,6 @@ def _storable_labels(classes: np.ndarray) -> tuple[np.ndarray, bool]:
     kinds = sorted({type(value).__name__ for value in values})
     raise ValueError(f"Cannot save class labels of type {', '.join(kinds)} without pickle; "
                      "use str or int labels.")
-
-
-def _sizes_list(sizes) -> list[int]:
-    return [int(sizes)] if isinstance(sizes, (int, np.integer)) else [int(s) for s in sizes]
 
 
 def _encode_float(value) -> float | str | None:
@@ -360,7 +359,7 @@ def _check_model(metadata: dict, arrays: dict) -> None:
         raise _Invalid(f"the network has {sizes[0]} inputs but n_features_in_ is "
                        f"{fitted['n_features_in_']}.")
     hidden = metadata["params"].get("hidden_layer_sizes")
-    if hidden != sizes[1:-1]:
+    if not isinstance(hidden, (int, list)) or hidden_sizes(hidden) != sizes[1:-1]:
         raise _Invalid(f"hidden_layer_sizes {hidden!r} does not match the stored layers "
                        f"{sizes[1:-1]}.")
     _check_classes(arrays["classes"], kind, sizes[-1])
@@ -419,8 +418,8 @@ def _build(metadata: dict, arrays: dict) -> FastMLP:
         raise _Invalid(f"unknown parameter(s) {sorted(unknown)} (written by a newer fastmlp?).")
     layout = arrays["layout"]
     rng = _restore_generator(metadata["rng_state"])
-    sizes = params["hidden_layer_sizes"]
-    params["hidden_layer_sizes"] = tuple(sizes)
+    if isinstance(params["hidden_layer_sizes"], list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     params["random_state"] = _decode_random_state(params.get("random_state"), rng)
     if isinstance(params.get("init"), dict):
         if "init_params" not in arrays:

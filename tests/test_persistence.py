@@ -1,0 +1,395 @@
+"""Model files: FastMLP.save / fastmlp.load round trips, validation of bad files, atomic
+writes, and pickling."""
+
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import FastMLP, persistence
+
+pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
+
+
+class Frame:
+    """A DataFrame's two attributes FastMLP reads, so feature names need no pandas."""
+
+    def __init__(self, values, columns):
+        self.values, self.columns = values, list(columns)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def data(n=60, n_features=4, labels=("no", "yes"), seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_features))
+    score = X[:, 0] + 0.5 * X[:, 1]
+    bins = np.quantile(score, np.linspace(0, 1, len(labels) + 1)[1:-1])
+    return X, np.asarray(labels)[np.digitize(score, bins)]
+
+
+def assert_same_state(original: FastMLP, loaded: FastMLP) -> None:
+    """Every attribute the estimator has, with equal values (RNGs compared by state)."""
+    assert set(vars(original)) == set(vars(loaded))
+    for name, value in vars(original).items():
+        other = getattr(loaded, name)
+        if isinstance(value, np.random.Generator):
+            assert value.bit_generator.state.keys() == other.bit_generator.state.keys()
+            assert str(value.bit_generator.state) == str(other.bit_generator.state), name
+        elif isinstance(value, np.ndarray):
+            assert value.dtype == other.dtype and np.array_equal(value, other), name
+        elif name in ("init", "random_state") and not isinstance(value, (int, str, float)):
+            continue  # checked by the tests that set them
+        else:
+            assert type(value) is type(other) and value == other, name
+
+
+CASES = {
+    "binary strings": dict(labels=("no", "yes"), params={}),
+    "multiclass ints": dict(labels=(3, 7, 9), params={"hidden_layer_sizes": (5, 4)}),
+    "float32": dict(labels=("a", "b"), params={}, dtype=np.float32),
+    "momentum": dict(labels=(0, 1), params={"momentum": 0.9, "alpha": 0.01}),
+    "early stopping": dict(labels=("x", "y", "z"), params={"early_stopping": True}),
+    "bool labels": dict(labels=(False, True), params={"activation": "tanh"}),
+    "full batch": dict(labels=(-1.0, 2.0), params={"batch_size": "full", "shuffle": False}),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_round_trip_predicts_identically_and_continues_training(tmp_path, case):
+    X, y = data(labels=case["labels"])
+    X = X.astype(case.get("dtype", np.float64))
+    params = {"hidden_layer_sizes": 6, "max_iter": 4, "random_state": 1, **case["params"]}
+    model = FastMLP(**params).fit(X, y)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = fastmlp.load(path)
+
+    assert_same_state(model, loaded)
+    assert np.array_equal(model.predict_proba(X), loaded.predict_proba(X))
+    assert np.array_equal(model.predict(X), loaded.predict(X))
+    assert loaded.predict(X).dtype == model.predict(X).dtype
+    for continued in (model, loaded):
+        continued.partial_fit(X, y)
+        continued.partial_fit(X, y)
+    assert_same_state(model, loaded)
+
+
+def test_warm_start_fit_continues_identically(tmp_path):
+    X, y = data()
+    model = FastMLP(5, max_iter=3, random_state=2, warm_start=True, momentum=0.5).fit(X, y)
+    model.save(tmp_path / "m.npz")
+    loaded = fastmlp.load(tmp_path / "m.npz")
+    model.fit(X, y)
+    loaded.fit(X, y)
+    assert_same_state(model, loaded)
+
+
+def test_feature_names_and_object_labels_round_trip(tmp_path):
+    X, _ = data()
+    y = np.array(["cat" if v > 0 else "dog" for v in X[:, 0]], dtype=object)
+    model = FastMLP(4, max_iter=2, random_state=0).fit(Frame(X, ["a", "b", "c", "d"]), y)
+    model.save(tmp_path / "m.npz")
+    loaded = fastmlp.load(tmp_path / "m.npz")
+    assert loaded.classes_.dtype == object and loaded.feature_names_in_.dtype == object
+    assert_same_state(model, loaded)
+    frame = Frame(X, ["a", "b", "c", "d"])
+    assert np.array_equal(model.predict(frame), loaded.predict(frame))
+
+
+def test_multilabel_round_trip(tmp_path):
+    X, _ = data()
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 0] + X[:, 2] > 0], axis=1).astype(int)
+    model = FastMLP(5, max_iter=2, random_state=0).fit(X, Y)
+    model.save(tmp_path / "m.npz")
+    loaded = fastmlp.load(tmp_path / "m.npz")
+    assert_same_state(model, loaded)
+    assert np.array_equal(model.predict_proba(X), loaded.predict_proba(X))
+
+
+@pytest.mark.parametrize("make_state", [
+    lambda: None, lambda: 7, lambda: np.random.default_rng(7),
+    lambda: np.random.RandomState(7), lambda: np.random.SeedSequence(7),
+    lambda: np.random.Generator(np.random.MT19937(7)),
+], ids=["None", "int", "Generator", "RandomState", "SeedSequence", "MT19937"])
+def test_every_random_state_kind_survives(tmp_path, make_state):
+    X, y = data()
+    model = FastMLP(4, max_iter=2, random_state=make_state()).fit(X, y)
+    model.save(tmp_path / "m.npz")
+    loaded = fastmlp.load(tmp_path / "m.npz")
+    assert type(loaded.random_state) is type(model.random_state)
+    model.partial_fit(X, y)
+    loaded.partial_fit(X, y)
+    assert np.array_equal(model._params, loaded._params)
+    # A fresh fit from the saved random_state draws what the original's would have.
+    if isinstance(model.random_state, (int, np.random.SeedSequence)):
+        refit = FastMLP(4, max_iter=2, random_state=make_state()).fit(X, y)
+        assert np.array_equal(refit._params, loaded.set_params(warm_start=False).fit(X, y)._params)
+
+
+def test_explicit_init_arrays_are_kept(tmp_path):
+    X, y = data(n_features=3)
+    coefs = [np.full((3, 4), 0.1), np.full((4, 1), -0.2)]
+    intercepts = [np.zeros(4), np.ones(1)]
+    model = FastMLP(4, max_iter=2, init=(coefs, intercepts), shuffle=False).fit(X, y)
+    model.save(tmp_path / "m.npz")
+    loaded = fastmlp.load(tmp_path / "m.npz")
+    loaded_coefs, loaded_intercepts = loaded.init
+    for expected, got in zip(coefs + intercepts, loaded_coefs + loaded_intercepts):
+        assert np.array_equal(expected, got)
+    assert np.array_equal(FastMLP(**loaded.get_params()).fit(X, y)._params, model._params)
+
+
+def test_file_is_a_plain_npz_with_json_metadata(tmp_path):
+    X, y = data()
+    model = FastMLP(3, max_iter=1, random_state=0).fit(X, y)
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
+        assert np.array_equal(archive["params"], model._params)
+        assert archive["classes"].dtype.kind == "U"
+    metadata = json.loads(zipfile.ZipFile(tmp_path / "m.npz").read("metadata.json"))
+    assert metadata["fastmlp_version"] == fastmlp.__version__
+    assert metadata["format_version"] == persistence.FORMAT_VERSION
+    assert metadata["params"]["hidden_layer_sizes"] == 3
+
+
+def test_save_needs_a_fitted_model(tmp_path):
+    with pytest.raises(ValueError, match="not fitted"):
+        FastMLP().save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_unstorable_labels_are_refused_before_writing(tmp_path):
+    model = FastMLP(3, max_iter=1).fit(*data())
+    model.classes_ = np.array([1, "a"], dtype=object)  # mixed types: only pickle could store
+    with pytest.raises(ValueError, match="without pickle"):
+        model.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------ bad files
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    X, y = data(labels=("a", "b", "c"))
+    path = tmp_path / "good.npz"
+    FastMLP((5, 4), max_iter=2, random_state=0).fit(X, y).save(path)
+    return path
+
+
+def rewrite(path: Path, **entries) -> None:
+    """Replace entries of the model zip: bytes or str as they are, arrays as .npy (None
+    removes the entry)."""
+    with zipfile.ZipFile(path) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    for name, value in entries.items():
+        key = "metadata.json" if name == "metadata" else f"{name}.npy"
+        if value is None:
+            del contents[key]
+            continue
+        if isinstance(value, np.ndarray):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, value, allow_pickle=True)
+            value = buffer.getvalue()
+        contents[key] = value.encode() if isinstance(value, str) else value
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in contents.items():
+            archive.writestr(name, value)
+
+
+def metadata_of(path: Path) -> dict:
+    return json.loads(zipfile.ZipFile(path).read("metadata.json"))
+
+
+def load_error(path) -> str:
+    with pytest.raises(ValueError) as error:
+        fastmlp.load(path)
+    assert str(path) in str(error.value)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("keep", [0, 10, 100, 0.5, -22, -1])
+def test_truncated_file(saved, keep):
+    content = saved.read_bytes()
+    keep = int(len(content) * keep) if isinstance(keep, float) else keep
+    saved.write_bytes(content[:keep])
+    assert "not a readable zip archive" in load_error(saved)
+
+
+def test_corrupted_bytes_are_detected(saved):
+    content = bytearray(saved.read_bytes())
+    start = content.index(b"params.npy") + 200  # inside the (compressed) parameter data
+    content[start:start + 8] = bytes(8)
+    saved.write_bytes(bytes(content))
+    assert "corrupt" in load_error(saved)
+
+
+def test_foreign_files(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert "not a readable zip archive" in load_error(text)
+    other = tmp_path / "arrays.npz"
+    np.savez(other, a=np.arange(3))
+    assert "no metadata.json" in load_error(other)
+    with pytest.raises(FileNotFoundError):
+        fastmlp.load(tmp_path / "missing.npz")
+
+
+class _Marker:
+    """Unpickling this would create a file: the loader must never get that far."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_pickled_object_arrays_are_refused_without_unpickling(saved, tmp_path):
+    marker = tmp_path / "executed"
+    rewrite(saved, classes=np.array([_Marker(str(marker))] * 3, dtype=object))
+    assert "dtype object" in load_error(saved)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(format="something-else"), "does not describe"),
+    (lambda m: m.update(format_version=99), "newer than this fastmlp"),
+    (lambda m: m.update(estimator="Other"), "not a FastMLP"),
+    (lambda m: m.pop("fitted"), "lacks its 'fitted' section"),
+    (lambda m: m["fitted"].update(dtype="float16"), "float32 or float64"),
+    (lambda m: m["fitted"].update(kind="regression"), "target kind"),
+    (lambda m: m["fitted"].update(n_iter_=-1), "non-negative integer"),
+    (lambda m: m["fitted"].update(n_iter_=5), "loss_curve"),
+    (lambda m: m["fitted"].update(n_features_in_=9), "n_features_in_"),
+    (lambda m: m["fitted"].update(best_loss_="big"), "best_loss_"),
+    (lambda m: m["params"].update(hidden_layer_sizes=[5]), "does not match"),
+    (lambda m: m["params"].update(activation="bogus"), "activation"),
+    (lambda m: m["params"].update(surprise=1), "unknown parameter"),
+    (lambda m: m["params"].update(random_state={"kind": "os.system"}), "random_state"),
+    (lambda m: m["rng_state"].update(bit_generator="Evil"), "bit generator"),
+    (lambda m: m["rng_state"].update(state="x"), "RNG state"),
+])
+def test_inconsistent_metadata(saved, change, message):
+    metadata = metadata_of(saved)
+    change(metadata)
+    rewrite(saved, metadata=json.dumps(metadata))
+    assert message in load_error(saved)
+
+
+def test_metadata_that_is_not_json(saved):
+    rewrite(saved, metadata="{not json")
+    assert "not valid JSON" in load_error(saved)
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"params": None}, "params.npy are missing"),
+    ({"params": np.zeros(3)}, "params is float64 of shape (3,)"),
+    ({"velocity": np.zeros(10, dtype=np.float16)}, "velocity is float16"),
+    ({"loss_curve": np.array([0.5, np.nan])}, "NaN or infinite"),
+    ({"layout": np.zeros((3, 5), dtype=np.int64)}, "layer width"),
+    ({"layout": np.array([[0, 20, 4, 5, 0], [0, 45, 5, 4, 5], [49, 61, 4, 3, 9]])},
+     "offsets are inconsistent"),
+    ({"classes": np.array(["a", "b"])}, "2 classes do not fit a multiclass network"),
+    ({"classes": np.array(["c", "b", "a"])}, "sorted and distinct"),
+    ({"classes": np.array([[1, 2, 3]])}, "expected 1-D"),
+    ({"feature_names": np.array(["x"])}, "feature_names has shape"),
+    ({"params": b"garbage!!"}, "not a .npy array"),
+])
+def test_inconsistent_arrays(saved, entries, message):
+    rewrite(saved, **entries)
+    assert message in load_error(saved)
+
+
+def test_params_with_nan_are_refused(saved):
+    with np.load(saved) as archive:
+        params = archive["params"].copy()
+    params[3] = np.nan
+    rewrite(saved, params=params)
+    assert "params contains NaN" in load_error(saved)
+
+
+def test_npy_header_promising_more_data_than_present(saved):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.zeros(61))
+    rewrite(saved, params=buffer.getvalue()[:-40])
+    assert "truncated or corrupt" in load_error(saved)
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+def test_a_failed_save_leaves_the_old_file_intact(saved, monkeypatch):
+    before = saved.read_bytes()
+    X, y = data(labels=("a", "b", "c"))
+    other = FastMLP((5, 4), max_iter=3, random_state=9).fit(X, y)
+    written = []
+
+    def fail_after_the_first_array(file, array, allow_pickle):
+        if written:
+            file.write(b"half an array")
+            raise OSError("disk full")
+        written.append(array)
+        real_write_array(file, array, allow_pickle=allow_pickle)
+
+    real_write_array = np.lib.format.write_array
+    monkeypatch.setattr(np.lib.format, "write_array", fail_after_the_first_array)
+    with pytest.raises(OSError, match="disk full"):
+        other.save(saved)
+    assert saved.read_bytes() == before
+    assert os.listdir(saved.parent) == [saved.name]  # no temporary file left behind
+    monkeypatch.undo()
+    assert fastmlp.load(saved).n_iter_ == 2  # the old model, not the new one (3 epochs)
+
+
+@pytest.mark.parametrize("error", [OSError("rename failed"), KeyboardInterrupt()])
+def test_interrupted_rename_leaves_the_old_file_intact(saved, monkeypatch, error):
+    before = saved.read_bytes()
+    model = fastmlp.load(saved)
+
+    def fail(*args):
+        raise error
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(type(error)):
+        model.save(saved)
+    assert saved.read_bytes() == before
+    assert os.listdir(saved.parent) == [saved.name]
+
+
+def test_save_replaces_an_existing_file_and_respects_the_umask(saved):
+    model = fastmlp.load(saved)
+    model.partial_fit(*data(labels=("a", "b", "c")))
+    umask = os.umask(0o022)
+    try:
+        model.save(str(saved))
+    finally:
+        os.umask(umask)
+    assert np.array_equal(fastmlp.load(saved)._params, model._params)
+    assert saved.stat().st_mode & 0o777 == 0o644
+
+
+def test_save_into_a_missing_directory_fails_cleanly(tmp_path):
+    model = FastMLP(3, max_iter=1).fit(*data())
+    with pytest.raises(FileNotFoundError):
+        model.save(tmp_path / "missing" / "m.npz")
+
+
+# ------------------------------------------------------------------------------ pickle
+
+def test_pickle_round_trip(tmp_path):
+    X, y = data(labels=("a", "b", "c"))
+    model = FastMLP(5, max_iter=3, random_state=0, momentum=0.9).fit(X, y)
+    copy = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(model.predict_proba(X), copy.predict_proba(X))
+    model.partial_fit(X, y)
+    copy.partial_fit(X, y)
+    assert np.array_equal(model._params, copy._params)
+    unfitted = pickle.loads(pickle.dumps(FastMLP(7, activation="tanh")))
+    assert unfitted.get_params() == FastMLP(7, activation="tanh").get_params()
