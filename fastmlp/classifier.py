@@ -296,9 +296,12 @@ class FastMLP(ClassifierBase):
             for _ in range(n_epochs):
                 order = self._epoch_order(train_rows)
                 last_good[:], last_velocity[:] = params, velocity
-                loss = float(kernels.sgd_epoch(params, velocity, grad, self._layout, X, Y,
-                                               order, batch, lr, alpha, momentum, nesterov,
-                                               hidden, output, scratch))
+                # Overflow is reported once, as the DivergenceWarning below, by both
+                # backends alike (NumPy would also warn at each operation that overflows).
+                with np.errstate(over="ignore", invalid="ignore"):
+                    loss = float(kernels.sgd_epoch(params, velocity, grad, self._layout, X, Y,
+                                                   order, batch, lr, alpha, momentum,
+                                                   nesterov, hidden, output, scratch))
                 if not (math.isfinite(loss) and np.isfinite(params).all()):
                     params[:], velocity[:] = last_good, last_velocity
                     warnings.warn(

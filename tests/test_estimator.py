@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmlp import FastMLP
-from fastmlp.exceptions import ConvergenceWarning, NotFittedError
+from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning, NotFittedError
 from fastmlp.initialization import initialize
 from fastmlp.kernels.layout import make_layout, unpack
 
@@ -228,6 +228,25 @@ def test_stopping_rule_stops_before_max_iter():
         model = small_model(max_iter=500, tol=0.5, n_iter_no_change=2).fit(X, y)
     # Nothing improves by 0.5, so epochs 2, 3 and 4 each add to the count and 4 stops.
     assert model.n_iter_ == 4
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_divergence_keeps_the_last_finite_epoch(backend):
+    X, y = make_labels("multiclass", N_SAMPLES, seed=55)
+    X = 30 * X      # unscaled features and a large step blow up a linear network
+    settings = dict(hidden_layer_sizes=(5, 5), activation="identity", learning_rate_init=0.1,
+                    batch_size="full", momentum=0.9, backend=backend)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        diverged = small_model(max_iter=100, **settings).fit(X, y)
+    # One warning that says what happened, not NumPy's overflow warnings on the way there.
+    assert [warning.category for warning in caught] == [DivergenceWarning]
+    n_epochs = diverged.n_iter_
+    assert 0 < n_epochs == len(diverged.loss_curve_) < 100
+    before = fit_quietly(small_model(max_iter=n_epochs, **settings), X, y)
+    for W_kept, W_before in zip(diverged.coefs_ + diverged.intercepts_,
+                                before.coefs_ + before.intercepts_):
+        np.testing.assert_array_equal(W_kept, W_before)
 
 
 def test_full_batch_loss_curve_is_the_log_loss_before_each_step():
