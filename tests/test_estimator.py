@@ -2,6 +2,7 @@
 initial weights, and the seed notebooks' loan-approval scenario."""
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -285,6 +286,27 @@ def test_coefs_and_intercepts_are_views_of_one_buffer():
     np.testing.assert_allclose(model.predict_proba(X), 1 / 3)
 
 
+# catch_warnings is not thread-safe: the filter is set for the whole test instead.
+@pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
+def test_models_trained_in_threads_match_sequential_ones():
+    # The kernels release the GIL; concurrent fits must not share any state.
+    X, y = make_labels("multiclass", N_SAMPLES, seed=56)
+    models = [small_model(random_state=seed, max_iter=20) for seed in range(4)]
+    sequential = [clone(model).fit(X, y) for model in models]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(lambda model: model.fit(X, y), models))
+    for alone, together in zip(sequential, threaded):
+        assert alone.loss_curve_ == together.loss_curve_
+
+
+def test_verbose_reports_each_epoch(capsys):
+    X, y = make_labels("binary", N_SAMPLES, seed=57)
+    fit_quietly(small_model(max_iter=3, verbose=True), X, y)
+    assert "3/3" in capsys.readouterr().err
+    model = small_model(verbose=True).partial_fit(X, y, classes=np.unique(y))
+    assert capsys.readouterr().out == f"Iteration 1, loss = {model.loss_curve_[0]:.8f}\n"
+
+
 # ------------------------------------------------------------------ dtype
 
 @pytest.mark.parametrize("dtype, trained", [(np.float32, np.float32), (np.float64, np.float64),
@@ -386,11 +408,26 @@ def test_invalid_init_raises(init, match):
 
 # ------------------------------------------------------------------ the seed scenario
 
-def test_loan_approval_seed_scenario(loan_data):
+def assert_loan_scenario(loan_data, **params) -> FastMLP:
+    """The seed notebooks' network: 3-5-1 ReLU, full batch, rate 0.1, N(0, 0.01**2) weights;
+    all ten applicants right, and the three unseen ones decided as the data says."""
     (X, decisions), (X_unseen, expected) = loan_data
     model = FastMLP(hidden_layer_sizes=(5,), activation="relu", batch_size="full",
-                    learning_rate_init=0.1, max_iter=1000, init="normal", random_state=0)
+                    learning_rate_init=0.1, max_iter=1000, init="normal", **params)
     fit_quietly(model, X, decisions)
     assert [W.shape for W in model.coefs_] == [(3, 5), (5, 1)]
     assert model.score(X, decisions) == 1.0
     np.testing.assert_array_equal(model.predict(X_unseen), expected)
+    return model
+
+
+def test_loan_approval_seed_scenario(loan_data):
+    assert_loan_scenario(loan_data, random_state=0)
+
+
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_loan_approval_for_a_thousand_epochs_from_any_seed(loan_data, seed):
+    # The notebooks run all 1000 epochs. With the default stopping rule some seeds stop in
+    # the first dozen epochs, while tiny weights still give a nearly flat loss (seed 4).
+    model = assert_loan_scenario(loan_data, random_state=seed, n_iter_no_change=1000)
+    assert model.n_iter_ == 1000
