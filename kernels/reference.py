@@ -52,9 +52,10 @@ def _sample_losses(Z, Y, code):
     return (np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z)))).sum(axis=1)
 
 
-def forward(params, layout, X, hidden_activation, output_activation, out):
+def forward(params, layout, X, hidden_activation, output_activation, scratch, out):
     """Write the network's outputs for the rows of ``X`` into ``out``: probabilities for
-    ``SIGMOID`` / ``SOFTMAX``, logits for any other output code."""
+    ``SIGMOID`` / ``SOFTMAX``, logits for any other output code. (``scratch`` is the compiled
+    kernel's work space; NumPy allocates its own.)"""
     coefs, intercepts = unpack(params, layout)
     A = X
     for W, b in zip(coefs[:-1], intercepts[:-1]):
