@@ -418,7 +418,8 @@ class FastMLP(ClassifierBase):
         hidden = HIDDEN_CODES[self.activation]
 
         def run(start, stop):
-            kernels.forward(self._params, self._layout, X[start:stop], hidden, output,
+            scratch = np.empty(self._n_units, dtype=self._dtype)
+            kernels.forward(self._params, self._layout, X[start:stop], hidden, output, scratch,
                             out[start:stop])
 
         workers = os.cpu_count() or 1
