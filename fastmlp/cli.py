@@ -110,10 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train(commands) -> None:
     train = commands.add_parser(
         "train", help="train on an embedded data set or a CSV file",
-        description="Train a FastMLP on an embedded data set (default: breast cancer) or on a "
-        "CSV file with a header row, numeric feature columns and a label column. Features "
-        "are standardised on the training rows; a stratified test split measures the "
-        "model. Unset network and training options take the data set's recipe.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a FastMLP on an embedded data set (default: breast cancer) or on\n"
+        "a CSV file with a header row, numeric feature columns and a label column.\n"
+        "Features are standardised on the training rows; a stratified test split\n"
+        "measures the model.",
+        epilog="options left unset take the data set's recipe, then the defaults:\n" + "\n".join(
+            f"  {'DATA.csv' if name == 'csv' else name:14} " + " ".join(_recipe_flags(recipe))
+            for name, recipe in RECIPES.items()))
     data = train.add_argument_group("data")
     data.add_argument("csv", nargs="?", metavar="DATA.csv", help="a CSV file to train on")
     data.add_argument("--target", metavar="COLUMN",
@@ -133,14 +137,16 @@ def _add_train(commands) -> None:
 
     net = train.add_argument_group("network")
     net.add_argument("--hidden", type=_layer_sizes, nargs="+", metavar="N",
-                     help="hidden layer widths, e.g. --hidden 32 16 or --hidden 32,16")
+                     help="hidden layer widths, e.g. --hidden 32 16 or --hidden 32,16 "
+                     "(default: see the recipes below)")
     net.add_argument("--activation", choices=sorted(SKLEARN_ACTIVATIONS),
                      help="hidden activation (default relu)")
     net.add_argument("--init", choices=("glorot", "he", "xavier", "normal"),
                      help="initial weights (default glorot)")
 
     fit = train.add_argument_group("training")
-    fit.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs")
+    fit.add_argument("--epochs", type=_positive_int, metavar="N",
+                     help="maximum epochs (default: see the recipes below)")
     fit.add_argument("--batch-size", type=_batch_size, metavar="N|full",
                      help="samples per gradient step (default 1: per-sample SGD)")
     fit.add_argument("--lr", type=_positive_float, metavar="RATE",
@@ -161,7 +167,7 @@ def _add_train(commands) -> None:
                      help="hold out --validation-fraction of the training rows and stop on "
                      "their accuracy")
     fit.add_argument("--validation-fraction", type=_open_fraction, default=0.1, metavar="F",
-                     help="(default 0.1)")
+                     help="held out by --early-stopping (default 0.1)")
     fit.add_argument("--seed", type=_seed, default=0,
                      help="seeds the split, the weights and the sample order (default 0)")
     fit.add_argument("--float32", action="store_true", help="train in float32")
@@ -179,6 +185,14 @@ def _add_train(commands) -> None:
                      "accuracy per epoch (needs matplotlib: pip install 'fastmlp[plot]')")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
     train.set_defaults(run=train_command)
+
+
+def _recipe_flags(recipe: dict) -> list[str]:
+    flags = []
+    for name, value in recipe.items():
+        value = " ".join(map(str, value)) if isinstance(value, list) else value
+        flags.append(f"--{name.replace('_', '-')} {value}")
+    return flags
 
 
 def _add_predict(commands) -> None:
