@@ -1,0 +1,19 @@
+"""fastmlp's asv benchmark suite.
+
+Run from the repository root with the package installed (``pip install -e ".[bench]"``)::
+
+    asv check --python=same           # every benchmark imports and is well formed
+    asv run --python=same --quick     # smoke run: one sample per benchmark
+    asv run --python=same             # full run; ``asv show`` prints the stored results
+
+Modules:
+
+- ``training``: ``time_*`` of one training epoch per shape, dtype and batch mode; per-call
+  overhead; ``peakmem_*`` / memory tracking of ``fit``.
+- ``throughput``: ``track_*`` figures measured in one process so machine noise cancels:
+  samples/s, speedup over the NumPy reference backend and over scikit-learn, float32/float64.
+- ``prediction``: ``predict_proba`` on 1M rows against scikit-learn's.
+- ``cold_start``: ``timeraw_*`` import + first fit in a fresh interpreter, against scikit-learn.
+
+``_shared`` holds the shapes, the synthetic data and the timing helpers they all use.
+"""

@@ -1,0 +1,62 @@
+"""Per-sample SGD (batch size 1) throughput and speedups, each ratio measured in one process
+with the two contenders' epochs interleaved, so load from other processes cancels out.
+
+Throughput is samples/s over a whole epoch of ``partial_fit`` (per-call checks included).
+Competitors get fewer samples than fastmlp (``Shape.n_reference``, ``Shape.n_sklearn``);
+samples/s does not depend on the count.
+"""
+
+from ._shared import (DTYPES, SHAPE_NAMES, SHAPES, fastmlp_epochs, quiet_warnings,
+                      samples_per_second, sklearn_epochs, warm_up)
+
+
+class Throughput:
+    """fastmlp's training throughput at batch size 1."""
+
+    params = [SHAPE_NAMES, DTYPES]
+    param_names = ["shape", "dtype"]
+    unit = "samples/s"
+    timeout = 120
+
+    def setup(self, shape, dtype):
+        quiet_warnings()
+        warm_up(dtype)
+        self.epochs = fastmlp_epochs(SHAPES[shape], dtype)
+
+    def track_samples_per_second(self, shape, dtype):
+        return samples_per_second([self.epochs])[0]
+
+
+class Speedup:
+    """fastmlp (float64, batch size 1) against the NumPy reference backend and scikit-learn's
+    MLPClassifier with the same network and algorithm (sgd, batch_size=1, momentum=0,
+    alpha=0, constant learning rate); float32 against float64."""
+
+    params = [SHAPE_NAMES]
+    param_names = ["shape"]
+    unit = "times faster"
+    timeout = 180
+
+    def setup(self, shape):
+        quiet_warnings()
+        warm_up("float64")
+        warm_up("float32")
+        warm_up("float64", backend="numpy")
+        self.shape = SHAPES[shape]
+        self.fastmlp = fastmlp_epochs(self.shape)
+
+    def _ratio(self, other, repeats=3):
+        fast, slow = samples_per_second([self.fastmlp, other], repeats)
+        return fast / slow
+
+    def track_over_numpy_backend(self, shape):
+        return self._ratio(fastmlp_epochs(self.shape, n_samples=self.shape.n_reference,
+                                          backend="numpy"))
+
+    def track_over_sklearn(self, shape):
+        return self._ratio(sklearn_epochs(self.shape))
+
+    def track_float32_over_float64(self, shape):
+        # Inverted so that "times faster" reads as float32's gain; more repeats because the
+        # two are close and the ratio is what the float32 target is about.
+        return 1 / self._ratio(fastmlp_epochs(self.shape, "float32"), repeats=7)

@@ -1,0 +1,103 @@
+"""Training time and memory: one epoch per shape, dtype and batch mode; per-call overhead;
+peak memory of ``fit``, including a 1,000,000 x 100 float64 array."""
+
+import tracemalloc
+
+import numpy as np
+
+from ._shared import (BATCH_SIZES, DTYPES, SHAPE_NAMES, SHAPES, Epochs, Shape, fastmlp_epochs,
+                      fastmlp_model, make_data, make_large_data, quiet_warnings, warm_up)
+
+
+class TrainEpoch:
+    """One epoch of ``partial_fit`` on a primed estimator (``SHAPES`` gives the sample count
+    per shape). Kernels are compiled or loaded from the cache in ``setup``."""
+
+    params = [SHAPE_NAMES, DTYPES, BATCH_SIZES]
+    param_names = ["shape", "dtype", "batch_size"]
+    timeout = 180
+
+    def setup(self, shape, dtype, batch_size):
+        quiet_warnings()
+        warm_up(dtype, batch_size)
+        self.epochs = fastmlp_epochs(SHAPES[shape], dtype, batch_size=batch_size)
+
+    def time_partial_fit(self, shape, dtype, batch_size):
+        self.epochs.run()
+
+
+class CallOverhead:
+    """The cost of a call that does almost no arithmetic: validation, target encoding, the
+    epoch loop and result handling. Compare with ``TrainEpoch`` to see what fraction of an
+    epoch is overhead."""
+
+    params = [DTYPES]
+    param_names = ["dtype"]
+
+    def setup(self, dtype):
+        quiet_warnings()
+        warm_up(dtype)
+        X = make_data(2, 3, dtype)[0]
+        self.epochs = Epochs.primed(fastmlp_model(SHAPES["3-5-1"]), X, np.array([0, 1]))
+        self.one_row = X[:1]
+
+    def time_partial_fit_two_samples(self, dtype):
+        self.epochs.run()
+
+    def time_fit_one_epoch_two_samples(self, dtype):
+        self.epochs.model.fit(self.epochs.X, self.epochs.y)
+
+    def time_predict_proba_one_row(self, dtype):
+        self.epochs.model.predict_proba(self.one_row)
+
+
+class FitMemory:
+    """Peak resident memory of the process after a one-epoch ``fit`` (the interpreter and
+    imports included, so read differences between shapes rather than absolute values)."""
+
+    params = [SHAPE_NAMES, DTYPES]
+    param_names = ["shape", "dtype"]
+    timeout = 180
+
+    def setup(self, shape, dtype):
+        quiet_warnings()
+        warm_up(dtype)
+        self.shape = SHAPES[shape]
+        self.X, self.y = make_data(self.shape.n_samples, self.shape.n_features, dtype)
+
+    def peakmem_fit(self, shape, dtype):
+        fastmlp_model(self.shape).fit(self.X, self.y)
+
+
+class LargeFitMemory:
+    """``fit`` on a 1,000,000 x 100 float64 array (800 MB), one epoch of a 100-8-1 network:
+    fit must not copy a C-contiguous float64 X. A small hidden layer keeps the epoch at a few
+    seconds; memory does not depend on the width."""
+
+    n_samples = 1_000_000
+    shape = Shape(100, (8,), n_samples, 0, 0)
+    timeout = 300
+    # Each value costs seconds (drawing 800 MB, one epoch over 1M samples) and barely varies.
+    rounds = 1
+    repeat = 1
+
+    def setup(self):
+        quiet_warnings()
+        warm_up("float64")
+        self.X, self.y = make_large_data(self.n_samples, self.shape.n_features)
+
+    def peakmem_fit(self):
+        fastmlp_model(self.shape).fit(self.X, self.y)
+
+    def track_fit_extra_memory(self):
+        """Peak of everything ``fit`` allocates (NumPy reports its buffers to tracemalloc),
+        as a fraction of X's size. The issue's target is <= 0.1 (plus the parameters)."""
+        tracemalloc.start()
+        try:
+            fastmlp_model(self.shape).fit(self.X, self.y)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return peak / self.X.nbytes
+
+    track_fit_extra_memory.unit = "fraction of X"
