@@ -32,6 +32,9 @@ from .codes import (B_OFF, FAN_IN, FAN_OUT, LOGISTIC, RELU, SIGMOID, SOFTMAX, TA
                     W_OFF)
 
 kernel = njit(cache=True, nogil=True, _nrt=False)
+
+# Layers with fewer units than this (output layers) loop over inputs innermost.
+NARROW = 4
 view = njit(cache=True, nogil=True, _nrt=False, inline="always")
 
 
@@ -40,9 +43,9 @@ def _activate(z, code):
     """Hidden activation, in place."""
     T = z.dtype.type
     if code == RELU:
+        # A select rather than a branch: ReLU's sign pattern is unpredictable. NaN stays NaN.
         for j in range(z.size):
-            if z[j] < T(0):
-                z[j] = T(0)
+            z[j] = T(0) if z[j] < T(0) else z[j]
     elif code == LOGISTIC:
         for j in range(z.size):
             z[j] = T(1) / (T(1) + np.exp(-z[j]))
@@ -57,8 +60,7 @@ def _scale_by_derivative(delta, a, code):
     T = delta.dtype.type
     if code == RELU:
         for k in range(delta.size):
-            if not a[k] > T(0):
-                delta[k] = T(0)
+            delta[k] *= T(1) if a[k] > T(0) else T(0)
     elif code == LOGISTIC:
         for k in range(delta.size):
             delta[k] *= a[k] * (T(1) - a[k])
@@ -138,7 +140,16 @@ def _units(buffer, layout, layer):
 
 @kernel
 def _dense(W, b, a, z):
-    """z = a @ W + b, accumulated row by row so the inner loop runs along a row of W."""
+    """z = a @ W + b. Wide layers accumulate row by row so the inner loop runs along a row of
+    W; narrow ones (an output layer) take one dot product per unit, which spares a short inner
+    loop per row. Both add the terms in the same order."""
+    if z.size < NARROW:
+        for j in range(z.size):
+            acc = b[j]
+            for k in range(a.size):
+                acc += a[k] * W[k, j]
+            z[j] = acc
+        return
     for j in range(z.size):
         z[j] = b[j]
     for k in range(a.size):
@@ -182,6 +193,10 @@ def _backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nest
     """One pass over a hidden-fed layer's weights: delta_prev = W @ delta with the old
     weights, and the SGD step W -= lr * (outer(a, delta) + alpha * W)."""
     T = W.dtype.type
+    if delta.size < NARROW:
+        _backprop_step_narrow(W, VW, a, delta, delta_prev, lr, alpha, momentum, nesterov)
+        _step_biases(b, vb, delta, lr, momentum, nesterov)
+        return
     for k in range(a.size):
         ak = a[k]
         acc = T(0)
@@ -199,6 +214,27 @@ def _backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nest
                 W[k, j] = _step(w, ak * delta[j] + alpha * w, VW[k], j, lr, momentum, nesterov)
         delta_prev[k] = acc
     _step_biases(b, vb, delta, lr, momentum, nesterov)
+
+
+@kernel
+def _backprop_step_narrow(W, VW, a, delta, delta_prev, lr, alpha, momentum, nesterov):
+    """_backprop_step for a layer with few units (an output layer): one pass down each column,
+    so the inner loop runs over the many inputs. delta_prev sums its terms in the same order."""
+    T = W.dtype.type
+    for k in range(a.size):
+        delta_prev[k] = T(0)
+    for j in range(delta.size):
+        dj = delta[j]
+        if momentum == 0:
+            for k in range(a.size):
+                w = W[k, j]
+                delta_prev[k] += w * dj
+                W[k, j] = w - lr * (a[k] * dj + alpha * w)
+        else:
+            for k in range(a.size):
+                w = W[k, j]
+                delta_prev[k] += w * dj
+                W[k, j] = _step(w, a[k] * dj + alpha * w, VW[k], j, lr, momentum, nesterov)
 
 
 @kernel
