@@ -30,7 +30,7 @@ class PredictProba:
 
     def setup(self, shape):
         quiet_warnings()
-        warm_up("float64")
+        warm_up("float64").predict_proba(make_data(10, 3)[0])
         self.shape = SHAPES[shape]
         X, y = make_data(self.shape.n_samples, self.shape.n_features)
         self.fastmlp = fastmlp_model(self.shape).fit(X, y)
