@@ -5,6 +5,9 @@ the same sample orders, and the parameters, momentum state and epoch losses are 
 every epoch. The estimator is then compared across backends the same way.
 """
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -15,7 +18,7 @@ from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_clo
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
 from fastmlp.kernels import compiled, reference
-from fastmlp.kernels.codes import LOGITS, SOFTMAX
+from fastmlp.kernels.codes import FAN_OUT, LOGITS, SOFTMAX
 
 N_SAMPLES = 37        # prime: a mini-batch of 5 leaves a last batch of 2
 N_FEATURES = 4
@@ -88,6 +91,14 @@ def test_sgd_epoch_trajectories_match(activation, batch_mode, shuffle, dtype, n_
     assert not np.allclose(fast.params, network[0])
 
 
+def run_forward(kernels, network, X, activation: str, code: int) -> np.ndarray:
+    params, layout, n_units = network
+    out = np.full((X.shape[0], layout[-1, FAN_OUT]), np.nan, dtype=params.dtype)
+    kernels.forward(params, layout, X, HIDDEN_CODES[activation], code,
+                    np.empty(n_units, dtype=params.dtype), out)
+    return out
+
+
 @pytest.mark.parametrize("output", ["binary", "multilabel", "softmax", "logits"])
 @pytest.mark.parametrize("n_hidden", [0, *HIDDEN])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -96,12 +107,10 @@ def test_forward_matches(activation, dtype, n_hidden, output):
     dtype = DTYPES[dtype]
     code, n_outputs = OUTPUTS.get(output, (LOGITS, 3))
     X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=5)
-    params, layout, _ = make_network([N_FEATURES, *HIDDEN.get(n_hidden, ()), n_outputs],
-                                     dtype, seed=6, scale=2.0)
-    fast, slow = (np.full((N_SAMPLES, n_outputs), np.nan, dtype=dtype) for _ in range(2))
-    compiled.forward(params, layout, X, HIDDEN_CODES[activation], code, fast)
-    reference.forward(params, layout, X, HIDDEN_CODES[activation], code, slow)
-    assert_relative_close(fast, slow, RTOL[dtype])
+    network = make_network([N_FEATURES, *HIDDEN.get(n_hidden, ()), n_outputs], dtype, seed=6,
+                           scale=2.0)
+    assert_relative_close(run_forward(compiled, network, X, activation, code),
+                          run_forward(reference, network, X, activation, code), RTOL[dtype])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -109,15 +118,26 @@ def test_forward_matches(activation, dtype, n_hidden, output):
 def test_forward_probabilities_are_the_output_layer_applied_to_logits(backend, output):
     code, n_outputs = OUTPUTS[output]
     X = make_inputs(N_SAMPLES, N_FEATURES, np.float64, seed=7)
-    params, layout, _ = make_network([N_FEATURES, 5, n_outputs], np.float64, seed=8, scale=2.0)
-    logits, probabilities = np.empty((2, N_SAMPLES, n_outputs))
-    BACKENDS[backend].forward(params, layout, X, HIDDEN_CODES["tanh"], LOGITS, logits)
-    BACKENDS[backend].forward(params, layout, X, HIDDEN_CODES["tanh"], code, probabilities)
+    network = make_network([N_FEATURES, 5, n_outputs], np.float64, seed=8, scale=2.0)
+    logits = run_forward(BACKENDS[backend], network, X, "tanh", LOGITS)
+    probabilities = run_forward(BACKENDS[backend], network, X, "tanh", code)
     if code == SOFTMAX:
         expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     else:
         expected = 1 / (1 + np.exp(-logits))
     assert_relative_close(probabilities, expected, 1e-14)
+
+
+def test_kernels_still_run_with_jit_disabled():
+    """NUMBA_DISABLE_JIT=1 (coverage, debugging) runs the compiled module as plain Python; it
+    must still walk the reference's trajectories. A subset of the tests above, rerun so."""
+    selection = ("test_sgd_epoch_trajectories_match and relu and permutation and softmax"
+                 " or test_forward_matches and relu")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
+         selection], env=os.environ | {"NUMBA_DISABLE_JIT": "1"}, capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 # ------------------------------------------------------------------ estimator, both backends
