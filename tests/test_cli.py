@@ -1,0 +1,345 @@
+"""The ``fastmlp`` command, driven in subprocesses on files the tests write."""
+
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import FastMLP, cli
+
+pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
+
+FEATURES = ["income", "score", "loans"]
+
+
+def run(*args, cwd, env=None, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastmlp.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def write_csv(path: Path, header, rows) -> Path:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def make_table(n=200, seed=0):
+    """Three numeric features on different scales and a string label that depends on them."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([rng.uniform(1, 12, n), rng.uniform(3, 9, n), rng.integers(0, 4, n)])
+    labels = np.where(0.6 * X[:, 0] + X[:, 1] - 1.5 * X[:, 2] > 7.5, "approve", "reject")
+    return X, labels
+
+
+def summary_value(stdout: str, row: str, column: int = 0) -> str:
+    line = next(line for line in stdout.splitlines() if line.startswith(row))
+    return re.split(r"\s{2,}", line[len(row):].strip())[column]
+
+
+def assert_one_line_error(result, *fragments, status=1) -> None:
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastmlp"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A CSV file, and a model trained on it by the command (--save, --plot)."""
+    path = tmp_path_factory.mktemp("cli")
+    X, labels = make_table()
+    write_csv(path / "train.csv", [*FEATURES, "decision"],
+              [[*map(str, row), label] for row, label in zip(X, labels)])
+    result = run("train", "train.csv", "--target", "decision", "--hidden", "8,4",
+                 "--epochs", "40", "--test-size", "0.2", "--seed", "3", "--save", "model.npz",
+                 "--plot", "curve.png", cwd=path)
+    assert result.returncode == 0, result.stderr
+    (path / "train.out").write_text(result.stdout)
+    return path
+
+
+# ------------------------------------------------------------------------------ train
+
+def test_train_without_arguments_trains_on_breast_cancer(tmp_path):
+    result = run("train", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "breast-cancer: 569 samples, 30 features" in out
+    assert "426 training / 143 test rows (stratified" in out
+    for row in ("train accuracy", "test accuracy", "train log-loss", "test log-loss",
+                "epochs", "samples/s", "training time"):
+        assert row in out
+    assert float(summary_value(out, "test accuracy")) > 0.9
+    assert "FastMLP" in result.stderr and "epoch" in result.stderr  # the progress bar
+    assert os.listdir(tmp_path) == []
+
+
+def test_compare_sklearn_shows_both_side_by_side(tmp_path):
+    result = run("train", "--compare-sklearn", "--epochs", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "scikit-learn" in line)
+    assert header.split() == ["fastmlp", "scikit-learn"]
+    assert summary_value(result.stdout, "epochs", 1) == "3 of 3"
+    assert re.search(r"fastmlp trained [\d,]+x faster than scikit-learn", result.stdout)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--dataset", "digits", "--epochs", "1"], "digits: 1797 samples, 64 features, labels "
+                                               "even, odd"),
+    (["--dataset", "moons", "--n-samples", "300", "--noise", "0.1", "--epochs", "2"],
+     "moons: 300 samples, 2 features, labels 0, 1"),
+])
+def test_embedded_data_sets(tmp_path, args, expected):
+    result = run("train", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout
+
+
+def test_loan_reproduces_the_seed_notebooks(tmp_path):
+    """3-5-1 ReLU, full batch, lr 0.1, 1000 epochs: all ten applicants and the three unseen
+    ones classified correctly."""
+    result = run("train", "--dataset", "loan", "--save", "loan.npz", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "loan: 13 samples, 3 features, labels approve, reject; 10 training rows, tested " \
+        "on the 3 unseen applicants" in result.stdout
+    assert summary_value(result.stdout, "test accuracy") == "1.0000"
+    model = fastmlp.load(tmp_path / "loan.npz")
+    assert model.n_iter_ == 1000 and model.hidden_layer_sizes == (5,)
+    unseen = Path(fastmlp.__file__).parent / "data" / "loan_approval_unseen.csv"
+    predicted = run("predict", "loan.npz", unseen, cwd=tmp_path)
+    assert predicted.stdout.split() == ["approve", "reject", "approve"]
+
+
+def test_train_on_a_csv_saves_and_plots(workdir):
+    out = (workdir / "train.out").read_text()
+    assert "train.csv: 200 samples, 3 features, labels approve, reject" in out
+    assert "network 3-8-4-1 (relu)" in out
+    assert "model written to model.npz" in out and "plot written to curve.png" in out
+    assert (workdir / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = fastmlp.load(workdir / "model.npz")
+    assert list(model.feature_names_in_) == FEATURES
+    assert model.hidden_layer_sizes == (8, 4) and model.random_state == 3
+
+
+def test_training_options_reach_the_estimator(tmp_path):
+    X, labels = make_table(n=80)
+    write_csv(tmp_path / "d.csv", [*FEATURES, "y"], [[*row, label] for row, label in
+                                                    zip(X, labels)])
+    result = run("train", "d.csv", "--hidden", "6", "3", "--activation", "tanh",
+                 "--batch-size", "full", "--lr", "0.05", "--epochs", "7", "--momentum", "0.5",
+                 "--no-nesterov", "--alpha", "0.001", "--shuffle", "no", "--tol", "0",
+                 "--n-iter-no-change", "20", "--init", "he", "--float32", "--backend",
+                 "numpy", "--seed", "11", "--save", "m.npz", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    model = fastmlp.load(tmp_path / "m.npz")
+    expected = dict(hidden_layer_sizes=(6, 3), activation="tanh", batch_size="full",
+                    learning_rate_init=0.05, max_iter=7, momentum=0.5,
+                    nesterovs_momentum=False, alpha=0.001, shuffle=False, tol=0.0,
+                    n_iter_no_change=20, init="he", backend="numpy", random_state=11,
+                    verbose=False)
+    assert {name: model.get_params()[name] for name in expected} == expected
+    assert model._dtype == np.float32 and model.n_iter_ == 7
+
+
+def test_early_stopping_plots_validation_accuracy(workdir):
+    result = run("train", "train.csv", "--target", "decision", "--early-stopping",
+                 "--epochs", "15", "--plot", "early.png", "--quiet", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert (workdir / "early.png").exists()
+
+
+def test_divergence_is_one_warning_line(workdir):
+    result = run("train", "train.csv", "--target", "decision", "--lr", "100",
+                 "--activation", "identity", "--epochs", "30", "--quiet", cwd=workdir)
+    assert result.returncode == 0
+    assert result.stderr.startswith("fastmlp: warning: Training diverged"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and ".py:" not in result.stderr
+
+
+# ------------------------------------------------------------------------------ predict
+
+def read_rows(path: Path):
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_predict_matches_the_model_on_raw_features(workdir):
+    """The saved model takes raw columns (the standardisation is folded into it) and the
+    label column is ignored by name."""
+    result = run("predict", "model.npz", "train.csv", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "ignoring column(s) the model does not use: decision" in result.stderr
+    predictions = result.stdout.split()
+    rows = read_rows(workdir / "train.csv")[1:]
+    assert len(predictions) == len(rows)
+    labels = np.array([row[3] for row in rows])
+    assert (predictions == labels).mean() > 0.9
+
+
+def test_saved_model_agrees_with_the_training_summary(tmp_path):
+    X, labels = make_table(n=150, seed=5)
+    write_csv(tmp_path / "d.csv", [*FEATURES, "y"], [[*row, label] for row, label in
+                                                    zip(X, labels)])
+    trained = run("train", "d.csv", "--test-size", "0", "--epochs", "20", "--save", "m.npz",
+                  cwd=tmp_path)
+    reported = float(summary_value(trained.stdout, "train accuracy"))
+    predicted = run("predict", "m.npz", "d.csv", "--quiet", cwd=tmp_path).stdout.split()
+    assert np.mean(np.array(predicted) == labels) == pytest.approx(reported, abs=1e-4)
+
+
+def test_predict_picks_columns_by_name_in_any_order(workdir):
+    X, _ = make_table(n=10, seed=1)
+    write_csv(workdir / "new.csv", ["loans", "income", "score"],
+              [[row[2], row[0], row[1]] for row in X])
+    result = run("predict", "model.npz", "new.csv", cwd=workdir)
+    assert result.returncode == 0 and result.stderr == ""
+    model = fastmlp.load(workdir / "model.npz")
+    assert result.stdout.split() == list(model.predict(cli._Frame(X, FEATURES)))
+
+
+def test_predict_proba_to_a_file(workdir):
+    result = run("predict", "model.npz", "train.csv", "--proba", "--output", "p.csv",
+                 "--quiet", cwd=workdir)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+    rows = read_rows(workdir / "p.csv")
+    assert rows[0] == ["approve", "reject"]
+    proba = np.array(rows[1:], dtype=float)
+    assert proba.shape == (200, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+
+
+def test_predict_with_a_model_saved_from_python(tmp_path):
+    """No feature names: the columns are taken in order, and their number must match."""
+    X, labels = make_table(n=60)
+    FastMLP(4, max_iter=3, random_state=0).fit(X, labels == "approve").save(tmp_path / "m.npz")
+    write_csv(tmp_path / "x.csv", ["a", "b", "c"], X)
+    result = run("predict", "m.npz", "x.csv", cwd=tmp_path)
+    expected = FastMLP(4, max_iter=3, random_state=0).fit(X, labels == "approve").predict(X)
+    assert result.stdout.split() == [str(value) for value in expected]
+    write_csv(tmp_path / "wide.csv", ["a", "b", "c", "d"], np.column_stack([X, X[:, 0]]))
+    assert_one_line_error(run("predict", "m.npz", "wide.csv", cwd=tmp_path),
+                          "has 4 columns, but the model takes 3 features")
+
+
+# ------------------------------------------------------------------------------ errors
+
+ERRORS = [
+    (["train", "missing.csv"], "missing.csv: No such file or directory"),
+    (["train", "good.csv", "--target", "nope"], "has no column 'nope'; its columns are: a, b, y"),
+    (["train", "text.csv"], "column 'b' must be numeric, but line 3 has 'high'"),
+    (["train", "hole.csv"], "column 'a' must be numeric, but line 2 is empty"),
+    (["train", "nan.csv"], "'nan' is not a finite number"),
+    (["train", "ragged.csv"], "line 3: 2 fields, but the header has 3"),
+    (["train", "empty.csv"], "is empty"),
+    (["train", "one_class.csv", "--test-size", "0"], "only one class"),
+    (["train", "model.bin"], "is not a UTF-8 text (CSV) file"),
+    (["train", "good.csv", "--dataset", "moons"], "give a CSV file or --dataset, not both"),
+    (["train", "--target", "y"], "--target names a column of a CSV file"),
+    (["train", "--n-samples", "50"], "apply to --dataset moons only"),
+    (["train", "--dataset", "loan", "--test-size", "0.3"], "--test-size does not apply"),
+    (["train", "--save", "no/such/dir/m.npz"], "the directory does not exist"),
+    (["train", "--plot", "curve.xyz"], "matplotlib cannot write .xyz files"),
+    (["predict", "missing.npz", "good.csv"], "missing.npz: No such file or directory"),
+    (["predict", "model.bin", "good.csv"], "is not a valid fastmlp model file"),
+    (["predict", "good.csv", "good.csv"], "not a readable zip archive"),
+]
+
+
+@pytest.fixture
+def error_files(tmp_path) -> Path:
+    write_csv(tmp_path / "good.csv", ["a", "b", "y"], [[1, 2, "u"], [3, 4, "v"]] * 4)
+    write_csv(tmp_path / "text.csv", ["a", "b", "y"], [[1, 2, "u"], [3, "high", "v"]])
+    write_csv(tmp_path / "hole.csv", ["a", "b", "y"], [["", 2, "u"], [3, 4, "v"]])
+    write_csv(tmp_path / "nan.csv", ["a", "b", "y"], [[1, 2, "u"], ["nan", 4, "v"]])
+    write_csv(tmp_path / "one_class.csv", ["a", "b", "y"], [[1, 2, "u"], [3, 4, "u"]])
+    (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,u\n3,4\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "model.bin").write_bytes(bytes(range(256)) * 4)
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, message", ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
+def test_user_mistakes_are_one_line_errors(error_files, args, message):
+    assert_one_line_error(run(*args, cwd=error_files), message)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--activation", "bogus"], "argument --activation: invalid choice: 'bogus'"),
+    (["train", "--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
+    (["train", "--batch-size", "0"], "expected a positive integer or 'full', got '0'"),
+    (["train", "--hidden", "8,x"], "argument --hidden: expected a positive integer, got 'x'"),
+    (["train", "--momentum", "1"], "expected a number in [0, 1)"),
+    (["train", "--dataset", "iris"], "invalid choice: 'iris'"),
+    (["train", "--seed", "-3"], "expected an integer in [0, 2**32)"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ([], "the following arguments are required"),
+])
+def test_bad_command_lines_are_one_line_errors(tmp_path, args, message):
+    assert_one_line_error(run(*args, cwd=tmp_path), message, status=2)
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(tmp_path):
+    fake = tmp_path / "fake" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    result = run("train", "--plot", "c.png", cwd=tmp_path,
+                 env={"PYTHONPATH": str(tmp_path / "fake")})
+    assert_one_line_error(result, "--plot needs matplotlib", "pip install 'fastmlp[plot]'")
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_ctrl_c_ends_with_status_130(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastmlp.cli", "train", "--dataset", "moons", "--n-samples",
+         "100000", "--hidden", "64", "--epochs", "100000", "--tol", "0"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "FastMLP" not in seen:  # the progress bar is up: training has started
+        character = process.stderr.read(1)
+        assert character, "the command ended before training started"
+        seen += character
+    process.send_signal(signal.SIGINT)
+    stderr = seen + process.stderr.read()
+    assert process.wait(timeout=60) == 130
+    assert "fastmlp: interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_ctrl_c_in_process(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.datasets, "load_dataset", interrupted)
+    assert cli.main(["train", "--quiet"]) == 130
+    assert "fastmlp: interrupted" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ bench & script
+
+def test_bench_prints_a_comparison_table(tmp_path):
+    result = run("bench", "--seconds", "0.02", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "fastmlp (numba)" in lines[1] and "scikit-learn" in lines[1]
+    for network, line in zip(("3-5-1", "30-16-1", "100-64-1"), lines[2:5]):
+        cells = re.split(r"\s{2,}", line.strip())
+        assert cells[0] == network and cells[-1].endswith("x") and len(cells) == 6
+
+
+@pytest.mark.skipif(shutil.which("fastmlp") is None, reason="console script not installed")
+def test_console_script(tmp_path):
+    result = subprocess.run(["fastmlp", "--version"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.stdout.strip() == f"fastmlp {fastmlp.__version__}"
