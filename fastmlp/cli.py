@@ -626,14 +626,14 @@ def _fold_standardisation(model: FastMLP, mean: np.ndarray, scale: np.ndarray) -
 
 def predict_command(args) -> int:
     model = load(args.model)
-    header, rows, lines = datasets.read_table(args.csv)
+    header = datasets.read_header(args.csv)
     names = getattr(model, "feature_names_in_", None)
     if names is None:
         if len(header) != model.n_features_in_:
             raise ValueError(f"{args.csv} has {len(header)} columns, but the model takes "
                              f"{model.n_features_in_} features (it has no feature names to "
                              "pick columns by).")
-        X = datasets.numeric_columns(args.csv, header, rows, lines, header)
+        X = datasets.read_columns(args.csv, header)[0]
     else:
         names = list(names)
         missing = [name for name in names if name not in header]
@@ -644,7 +644,7 @@ def predict_command(args) -> int:
         if ignored and not args.quiet:
             print(f"fastmlp: ignoring column(s) the model does not use: {', '.join(ignored)}",
                   file=sys.stderr)
-        X = _Frame(datasets.numeric_columns(args.csv, header, rows, lines, names), names)
+        X = _Frame(datasets.read_columns(args.csv, names)[0], names)
     if args.proba:
         table = [list(map(str, model.classes_)),
                  *([f"{p:.6g}" for p in row] for row in model.predict_proba(X))]

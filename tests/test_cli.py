@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import FastMLP, cli
+from fastmlp import FastMLP, cli, datasets
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
 
@@ -232,6 +232,35 @@ def test_predict_with_a_model_saved_from_python(tmp_path):
     write_csv(tmp_path / "wide.csv", ["a", "b", "c", "d"], np.column_stack([X, X[:, 0]]))
     assert_one_line_error(run("predict", "m.npz", "wide.csv", cwd=tmp_path),
                           "has 4 columns, but the model takes 3 features")
+
+
+# ------------------------------------------------------------------------------ CSV reading
+
+def test_messy_csv_reads_like_a_clean_one(tmp_path):
+    """A byte-order mark, blank lines, spaces around cells and quotes change nothing, in
+    NumPy's fast reader and in the csv-module reader it falls back to for error messages."""
+    clean = write_csv(tmp_path / "clean.csv", ["a", "b", "y"],
+                      [[1, 2.5, "yes"], [3, -4, "no"], [5, 6e-3, "yes"]])
+    messy = tmp_path / "messy.csv"
+    messy.write_text('\ufeff\n a , b ,y\n1, 2.5 , yes\n\n"3",-4,"no"\n5 ,6e-3, yes \n\n',
+                     encoding="utf-8")
+    X, y, names = datasets.read_csv(clean)
+    for path in (clean, messy):
+        got = datasets.read_csv(path)
+        assert np.array_equal(got[0], X) and np.array_equal(got[1], y) and got[2] == names
+        careful = datasets._read_columns_carefully(path, ["a", "b"], "y")
+        assert np.array_equal(careful[0], X) and np.array_equal(careful[1], y)
+    assert list(y) == ["yes", "no", "yes"]
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (["0", "1", "-2"], [0, 1, -2]), (["1", "+1", "2"], ["1", "+1", "2"]),
+    (["1.0", "2.0", "1.0"], ["1.0", "2.0", "1.0"]), (["007", "7", "1"], ["007", "7", "1"]),
+])
+def test_labels_print_as_written(tmp_path, labels, expected):
+    path = write_csv(tmp_path / "d.csv", ["x", "y"], [[i, label] for i, label in
+                                                      enumerate(labels)])
+    assert datasets.read_csv(path)[1].tolist() == expected
 
 
 # ------------------------------------------------------------------------------ errors
