@@ -61,7 +61,10 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or a malformed command line
+        return int(exit.code or 0)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         # The summary reports how many epochs ran; "not converged" adds nothing to it.
@@ -362,6 +365,8 @@ def _check_train_options(args) -> None:
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise ValueError(f"{option} {path}: the directory does not exist.")
+        if path and os.path.isdir(path):
+            raise ValueError(f"{option} {path}: is a directory; give a file name.")
     if args.plot:
         _check_plot_support(args.plot)
 

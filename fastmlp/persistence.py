@@ -231,20 +231,26 @@ def _write_atomically(path: str, write) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(directory,
                              f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, as for any new file
-    # (mkstemp would make the model readable by its owner only).
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                         | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+        # os.open with mode 0o666 lets the umask decide the permissions, as for any new file
+        # (mkstemp would make the model readable by its owner only).
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                             | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+    except OSError as error:
+        if error.filename != temporary:
+            raise
+        # The user named path, not our temporary file: say what failed in their terms.
+        raise type(error)(error.errno, error.strerror, path) from None
     _fsync_directory(directory)
 
 

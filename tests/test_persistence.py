@@ -381,6 +381,16 @@ def test_save_into_a_missing_directory_fails_cleanly(tmp_path):
         model.save(tmp_path / "missing" / "m.npz")
 
 
+def test_errors_name_the_path_the_user_gave(tmp_path):
+    model = FastMLP(3, max_iter=1).fit(*data())
+    target = tmp_path / "a directory"
+    target.mkdir()
+    with pytest.raises(OSError) as error:
+        model.save(target)
+    assert error.value.filename == str(target)
+    assert os.listdir(tmp_path) == [target.name]
+
+
 # ------------------------------------------------------------------------------ pickle
 
 def test_pickle_round_trip(tmp_path):
