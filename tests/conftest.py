@@ -53,17 +53,16 @@ def make_inputs(n: int, n_features: int, dtype, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, n_features)).astype(dtype)
 
 
-def make_targets(output: str, n: int, dtype, seed: int) -> np.ndarray:
-    """The (n, n_outputs) target matrix the kernels train on: 0/1 columns for sigmoid outputs,
-    one-hot rows for a softmax; every column holds both values."""
+def make_targets(output: str, n: int, dtype, seed: int, n_outputs: int | None = None):
+    """The (n, n_outputs) target matrix the kernels train on for an ``OUTPUTS`` kind: 0/1
+    columns for sigmoid outputs, one-hot rows for a softmax. ``n_outputs`` overrides the
+    kind's usual width."""
     rng = np.random.default_rng(seed)
-    code, n_outputs = OUTPUTS[output]
+    code, usual_width = OUTPUTS[output]
+    n_outputs = n_outputs or usual_width
     if code == SOFTMAX:
-        Y = np.eye(n_outputs)[np.arange(n) % n_outputs]
-        return Y[rng.permutation(n)].astype(dtype)
-    Y = (rng.random((n, n_outputs)) < 0.5).astype(dtype)
-    Y[:2] = [[0], [1]]
-    return Y
+        return np.eye(n_outputs, dtype=dtype)[rng.integers(0, n_outputs, n)]
+    return (rng.random((n, n_outputs)) < 0.5).astype(dtype)
 
 
 def make_labels(kind: str, n: int, seed: int, label_type: str = "int"):

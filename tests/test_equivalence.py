@@ -12,6 +12,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_close,
                       make_inputs, make_labels, make_network, make_targets)
 
@@ -33,14 +35,17 @@ OPTIMIZERS = {"plain": (0.1, 0.0, False, 0.0),
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
-def epoch_orders(shuffle: str, seed: int) -> list[np.ndarray]:
+SHUFFLES = ["permutation", "identity", "replacement"]
+
+
+def epoch_orders(shuffle: str, n: int, seed: int) -> list[np.ndarray]:
     """The sample order of each epoch, as the estimator would make it."""
     rng = np.random.default_rng(seed)
     if shuffle == "permutation":
-        return [rng.permutation(N_SAMPLES) for _ in range(N_EPOCHS)]
+        return [rng.permutation(n) for _ in range(N_EPOCHS)]
     if shuffle == "replacement":
-        return [rng.integers(0, N_SAMPLES, N_SAMPLES) for _ in range(N_EPOCHS)]
-    return [np.arange(N_SAMPLES)] * N_EPOCHS
+        return [rng.integers(0, n, n) for _ in range(N_EPOCHS)]
+    return [np.arange(n)] * N_EPOCHS
 
 
 class Training:
@@ -66,7 +71,7 @@ class Training:
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("n_hidden", HIDDEN)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shuffle", ["permutation", "identity", "replacement"])
+@pytest.mark.parametrize("shuffle", SHUFFLES)
 @pytest.mark.parametrize("batch_mode", BATCH_SIZES)
 @pytest.mark.parametrize("activation", HIDDEN_CODES)
 def test_sgd_epoch_trajectories_match(activation, batch_mode, shuffle, dtype, n_hidden, output,
@@ -76,11 +81,41 @@ def test_sgd_epoch_trajectories_match(activation, batch_mode, shuffle, dtype, n_
     X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=1)
     Y = make_targets(output, N_SAMPLES, dtype, seed=2)
     network = make_network([N_FEATURES, *HIDDEN[n_hidden], n_outputs], dtype, seed=3)
+    assert_same_trajectory(network, X, Y, epoch_orders(shuffle, N_SAMPLES, seed=4),
+                           BATCH_SIZES[batch_mode], OPTIMIZERS[optimizer], activation, code)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(n_samples=st.integers(1, 25), n_features=st.integers(1, 20),
+       hidden=st.lists(st.integers(1, 40), min_size=0, max_size=3),
+       output=st.sampled_from(list(OUTPUTS)), n_outputs=st.integers(1, 6),
+       batch_fraction=st.floats(0, 1), shuffle=st.sampled_from(SHUFFLES),
+       activation=st.sampled_from(list(HIDDEN_CODES)), dtype=st.sampled_from(list(DTYPES)),
+       optimizer=st.sampled_from(list(OPTIMIZERS)))
+def test_sgd_epoch_trajectories_match_for_any_shape(n_samples, n_features, hidden, output,
+                                                    n_outputs, batch_fraction, shuffle,
+                                                    activation, dtype, optimizer):
+    """Widths, depths and batch sizes the grid above does not reach: layers wider than a
+    vector register, single units, batches of any size, one-sample data sets."""
+    dtype = DTYPES[dtype]
+    code = OUTPUTS[output][0]
+    n_outputs = max(n_outputs, 2) if code == SOFTMAX else n_outputs
+    X = make_inputs(n_samples, n_features, dtype, seed=1)
+    Y = make_targets(output, n_samples, dtype, seed=2, n_outputs=n_outputs)
+    network = make_network([n_features, *hidden, n_outputs], dtype, seed=3)
+    batch_size = 1 + round(batch_fraction * (n_samples - 1))
+    assert_same_trajectory(network, X, Y, epoch_orders(shuffle, n_samples, seed=4), batch_size,
+                           OPTIMIZERS[optimizer], activation, code)
+
+
+def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activation, code):
+    """Both backends train ``network`` epoch by epoch from the same start; their losses,
+    parameters and momentum agree after every epoch."""
+    dtype = network[0].dtype.type
     fast, slow = (Training(kernels, *network) for kernels in (compiled, reference))
     rtol = RTOL[dtype]
-    for epoch, order in enumerate(epoch_orders(shuffle, seed=4), start=1):
-        args = (X, Y, order, BATCH_SIZES[batch_mode], OPTIMIZERS[optimizer],
-                HIDDEN_CODES[activation], code)
+    for epoch, order in enumerate(orders, start=1):
+        args = (X, Y, order, batch_size, optimizer, HIDDEN_CODES[activation], code)
         fast_loss, slow_loss = fast.epoch(*args), slow.epoch(*args)
         assert fast.params.dtype == dtype
         assert_relative_close(fast_loss, slow_loss, rtol, f"loss of epoch {epoch}")
@@ -109,6 +144,21 @@ def test_forward_matches(activation, dtype, n_hidden, output):
     X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=5)
     network = make_network([N_FEATURES, *HIDDEN.get(n_hidden, ()), n_outputs], dtype, seed=6,
                            scale=2.0)
+    assert_relative_close(run_forward(compiled, network, X, activation, code),
+                          run_forward(reference, network, X, activation, code), RTOL[dtype])
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(n_samples=st.integers(1, 30), n_features=st.integers(1, 40),
+       hidden=st.lists(st.integers(1, 40), min_size=0, max_size=3),
+       code=st.sampled_from([OUTPUTS["binary"][0], OUTPUTS["softmax"][0], LOGITS]),
+       n_outputs=st.integers(1, 6), activation=st.sampled_from(list(HIDDEN_CODES)),
+       dtype=st.sampled_from(list(DTYPES)))
+def test_forward_matches_for_any_shape(n_samples, n_features, hidden, code, n_outputs,
+                                       activation, dtype):
+    dtype = DTYPES[dtype]
+    X = make_inputs(n_samples, n_features, dtype, seed=9)
+    network = make_network([n_features, *hidden, n_outputs], dtype, seed=10, scale=2.0)
     assert_relative_close(run_forward(compiled, network, X, activation, code),
                           run_forward(reference, network, X, activation, code), RTOL[dtype])
 
