@@ -418,4 +418,5 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
     for i in range(X.shape[0]):
         _forward_sample(params, layout, X[i], acts, hidden_activation)
         _output_activate(z, output_activation)
-        out[i, :] = z
+        for j in range(z.size):
+            out[i, j] = z[j]
