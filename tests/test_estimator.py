@@ -1,6 +1,7 @@
 """FastMLP as an estimator: scikit-learn's protocol, targets, the training state it exposes,
 initial weights, and the seed notebooks' loan-approval scenario."""
 
+import pickle
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -84,12 +85,15 @@ def test_grid_search_picks_and_refits():
     assert set(search.predict(X)) <= set(y)
 
 
-def test_not_fitted_error_is_fastmlps_and_sklearns():
-    for method in ("predict", "predict_proba", "predict_log_proba", "decision_function"):
-        with pytest.raises(NotFittedError):
-            getattr(FastMLP(), method)(np.ones((2, 3)))
-        with pytest.raises(sklearn.exceptions.NotFittedError):
-            getattr(FastMLP(), method)(np.ones((2, 3)))
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_log_proba",
+                                    "decision_function"])
+def test_not_fitted_error_is_fastmlps_and_sklearns(method):
+    with pytest.raises(NotFittedError) as raised:
+        getattr(FastMLP(), method)(np.ones((2, 3)))
+    # joblib workers send exceptions back pickled: the copy must still be caught.
+    for error in (raised.value, pickle.loads(pickle.dumps(raised.value))):
+        assert isinstance(error, NotFittedError)
+        assert isinstance(error, sklearn.exceptions.NotFittedError)
 
 
 @pytest.mark.parametrize("change, rows, match", [
