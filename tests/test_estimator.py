@@ -2,6 +2,8 @@
 initial weights, and the seed notebooks' loan-approval scenario."""
 
 import pickle
+import subprocess
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -94,6 +96,28 @@ def test_not_fitted_error_is_fastmlps_and_sklearns(method):
     for error in (raised.value, pickle.loads(pickle.dumps(raised.value))):
         assert isinstance(error, NotFittedError)
         assert isinstance(error, sklearn.exceptions.NotFittedError)
+
+
+def test_fit_and_predict_never_import_sklearn():
+    # Importing scikit-learn costs about a second; fastmlp's cold start must stay without it.
+    script = """
+import sys, warnings
+import numpy as np
+from fastmlp import FastMLP
+warnings.simplefilter("ignore")
+X = np.random.default_rng(0).normal(size=(20, 3))
+for y in (X[:, 0] > 0, np.digitize(X[:, 0], [-0.5, 0.5])):
+    FastMLP((3,), max_iter=2).fit(X, y).predict_proba(X)
+try:
+    FastMLP().predict(X)
+except ValueError:
+    pass
+print(sorted(name for name in sys.modules if name.split(".")[0] == "sklearn"))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("change, rows, match", [
