@@ -22,6 +22,8 @@ HIDDEN_CODES = {"identity": codes.IDENTITY, "linear": codes.IDENTITY,
 
 # Below this many rows prediction runs in the calling thread: starting workers costs more.
 _PARALLEL_ROWS = 20_000
+# Rows the compiled forward pass takes through the network together (see kernels.forward).
+_FORWARD_BLOCK = 16
 
 
 def _backend(name: str):
@@ -418,7 +420,7 @@ class FastMLP(ClassifierBase):
         hidden = HIDDEN_CODES[self.activation]
 
         def run(start, stop):
-            scratch = np.empty(self._n_units, dtype=self._dtype)
+            scratch = np.empty(_FORWARD_BLOCK * self._n_units, dtype=self._dtype)
             kernels.forward(self._params, self._layout, X[start:stop], hidden, output, scratch,
                             out[start:stop])
 

@@ -410,13 +410,40 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
 @kernel
 def forward(params, layout, X, hidden_activation, output_activation, scratch, out):
     """Write the network's outputs for the rows of ``X`` into ``out``: probabilities for
-    ``SIGMOID`` / ``SOFTMAX``, logits for any other output code. ``scratch`` holds one
-    activation vector. Releases the GIL, so callers spread row blocks over threads."""
+    ``SIGMOID`` / ``SOFTMAX``, logits for any other output code. Releases the GIL, so callers
+    spread row blocks over threads.
+
+    Rows go through the network in blocks of as many rows as ``scratch`` holds activation
+    vectors, layer by layer: each weight row is loaded once per block rather than once per
+    sample. Terms are added in the same order as for a single sample."""
     last = layout.shape[0] - 1
-    acts = scratch[:layout[last, UNIT_OFF] + layout[last, FAN_OUT]]
-    z = _units(acts, layout, last)
-    for i in range(X.shape[0]):
-        _forward_sample(params, layout, X[i], acts, hidden_activation)
-        _output_activate(z, output_activation)
-        for j in range(z.size):
-            out[i, j] = z[j]
+    n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
+    block = max(1, scratch.size // n_units)
+    for start in range(0, X.shape[0], block):
+        stop = min(start + block, X.shape[0])
+        rows = stop - start
+        for layer in range(last + 1):
+            W, b = _layer(params, layout, layer)
+            u_off = layout[layer, UNIT_OFF]
+            fan_out = layout[layer, FAN_OUT]
+            Z = scratch[rows * u_off:rows * (u_off + fan_out)].reshape((rows, fan_out))
+            if layer == 0:
+                A = X[start:stop]
+            else:
+                prev = layout[layer - 1, UNIT_OFF]
+                A = scratch[rows * prev:rows * u_off].reshape((rows, u_off - prev))
+            for r in range(rows):
+                for j in range(fan_out):
+                    Z[r, j] = b[j]
+            for k in range(W.shape[0]):
+                for r in range(rows):
+                    ark = A[r, k]
+                    for j in range(fan_out):
+                        Z[r, j] += ark * W[k, j]
+            if layer < last:
+                _activate(scratch[rows * u_off:rows * (u_off + fan_out)], hidden_activation)
+            else:
+                for r in range(rows):
+                    _output_activate(Z[r], output_activation)
+                    for j in range(fan_out):
+                        out[start + r, j] = Z[r, j]
