@@ -4,6 +4,7 @@ Messages follow scikit-learn's wording where it has one, so tools and users that
 messages recognise them; the checks themselves are NumPy-only (see ``_base`` for why).
 """
 
+import math
 import numbers
 import warnings
 
@@ -41,22 +42,22 @@ def check_X(X, name: str, dtype=None) -> np.ndarray:
     if _is_sparse(X):
         raise TypeError(f"{name} does not support sparse input: pass a dense array "
                         "(X.toarray()).")
+    if np.ma.is_masked(X):
+        raise ValueError(f"{name} does not support masked arrays: fill the masked entries "
+                         "(X.filled(value)) or drop their rows.")
     try:
         array = np.asarray(X)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} could not convert X to a numeric array: {error}") from None
     if np.iscomplexobj(array):
         raise ValueError("Complex data not supported\n" + _head(array))
-    if array.dtype.kind in "OUSV" or array.dtype.kind == "M":
-        try:
-            array = array.astype(np.float64)
-        except (TypeError, ValueError) as error:
-            # Same class as NumPy's error (TypeError for e.g. a dict, ValueError for a
-            # non-numeric string), as scikit-learn's check_array lets it through.
-            raise type(error)(f"{name} needs numeric features; X has non-numeric values: "
-                              f"{error}") from None
+    if array.dtype.kind == "O":
+        array = _object_to_float(array, name)
     elif array.dtype.kind not in "biuf":
-        raise ValueError(f"{name} needs numeric features; X has dtype {array.dtype}.")
+        # Refused like scikit-learn does: text that happens to parse as numbers, records and
+        # dates would otherwise become features silently.
+        raise ValueError(f"{name} needs numeric features; X has dtype {array.dtype}. Convert "
+                         "it to numbers explicitly.")
     if array.ndim != 2:
         if array.ndim < 2:
             raise ValueError(f"Expected a 2D array, got {'scalar' if array.ndim == 0 else '1D'}"
@@ -71,7 +72,8 @@ def check_X(X, name: str, dtype=None) -> np.ndarray:
         raise ValueError(f"Found array with 0 feature(s) (shape={array.shape}) while a minimum "
                          "of 1 is required.")
     if dtype is None:
-        dtype = array.dtype if array.dtype in FLOAT_DTYPES else np.float64
+        native = array.dtype.newbyteorder("=")
+        dtype = native if native in FLOAT_DTYPES else np.float64
     array = np.ascontiguousarray(array, dtype=dtype)
     _check_finite(array, "X")
     return array
@@ -87,6 +89,19 @@ def _check_finite(array, what: str) -> None:
     if np.isinf(array).any():
         raise ValueError(f"Input {what} contains infinity or a value too large for "
                          f"{array.dtype!r}.")
+
+
+def _object_to_float(array, name: str) -> np.ndarray:
+    try:
+        return array.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        # Same class as NumPy's error (TypeError for e.g. a dict, ValueError for a
+        # non-numeric string), as scikit-learn's check_array lets it through.
+        raise type(error)(f"{name} needs numeric features; X has non-numeric values: "
+                          f"{error}") from None
+    except OverflowError as error:
+        raise ValueError(f"{name} needs features that fit in float64; X has an integer too "
+                         f"large: {error}") from None
 
 
 def _head(array) -> str:
@@ -111,16 +126,36 @@ def check_y(y, name: str, n_samples: int) -> np.ndarray:
     if y.shape[0] != n_samples:
         raise ValueError(f"Found input variables with inconsistent numbers of samples: "
                          f"[{n_samples}, {y.shape[0]}]")
-    if y.dtype.kind == "O":
-        if any(value is None or (isinstance(value, float) and not np.isfinite(value))
-               for value in y.ravel()):
-            raise ValueError("Input y contains NaN or None.")
-    elif y.dtype.kind in "fc":
-        _check_finite(y, "y")
-        if np.any(y != np.round(y)):
-            raise ValueError("Unknown label type: continuous. FastMLP is a classifier: y must "
-                             "hold class labels (ints, strings, ...), not real-valued targets.")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(f"y has shape {y.shape}: a multi-label indicator needs at least one "
+                         "label column.")
+    check_labels(y, "y")
     return y
+
+
+def check_labels(labels: np.ndarray, what: str) -> None:
+    """Refuse values that cannot be class labels: NaN, infinity or None; complex or
+    non-integral numbers; strings mixed with numbers (they cannot be sorted into classes_)."""
+    kind = labels.dtype.kind
+    if kind == "c":
+        raise ValueError(f"Complex labels are not supported; {what} has dtype {labels.dtype}.")
+    if kind == "f":
+        _check_finite(labels, what)
+        if np.any(labels != np.round(labels)):
+            raise ValueError(f"Unknown label type: continuous. FastMLP is a classifier: {what} "
+                             "must hold class labels (ints, strings, ...), not real-valued "
+                             "targets.")
+    if kind != "O":
+        return
+    kinds = set()
+    for value in labels.ravel():
+        if value is None or isinstance(value, numbers.Real) and not math.isfinite(value):
+            raise ValueError(f"Input {what} contains NaN, infinity or None.")
+        kinds.add("str" if isinstance(value, str) else
+                  "number" if isinstance(value, numbers.Real) else type(value).__name__)
+    if len(kinds) > 1:
+        raise TypeError(f"{what} mixes labels of types {sorted(kinds)}, which cannot be sorted "
+                        "into classes_; use labels of one type (e.g. all str).")
 
 
 def check_params(est) -> None:
@@ -132,11 +167,11 @@ def check_params(est) -> None:
                          f"Got {getattr(est, param)!r} instead.")
 
     sizes = hidden_sizes(est.hidden_layer_sizes)
-    if not (hasattr(sizes, "__iter__") and all(
+    if not (isinstance(sizes, list) and all(
             isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
             for s in sizes)):
         fail("hidden_layer_sizes", "a positive int or a sequence of positive ints")
-    if est.activation not in ACTIVATION_NAMES:
+    if not (isinstance(est.activation, str) and est.activation in ACTIVATION_NAMES):
         fail("activation", f"a str among {sorted(ACTIVATION_NAMES)}")
     batch = est.batch_size
     if not (batch == "full" if isinstance(batch, str)
@@ -147,8 +182,7 @@ def check_params(est) -> None:
     if not (isinstance(est.max_iter, numbers.Integral) and not isinstance(est.max_iter, bool)
             and est.max_iter >= 1):
         fail("max_iter", "an int >= 1")
-    if est.shuffle not in (True, False, "replacement") or isinstance(est.shuffle, str) and \
-            est.shuffle != "replacement":
+    if not (isinstance(est.shuffle, (bool, np.bool_)) or _is_str(est.shuffle, "replacement")):
         fail("shuffle", "True, False or 'replacement'")
     _real(est, "momentum", fail, low=0, high=1, high_open=True)
     if not isinstance(est.nesterovs_momentum, (bool, np.bool_)):
@@ -164,7 +198,7 @@ def check_params(est) -> None:
     _real(est, "validation_fraction", fail, low=0, high=1, low_open=True, high_open=True)
     if not isinstance(est.verbose, (bool, np.bool_, numbers.Integral)):
         fail("verbose", "a bool or an int")
-    if est.backend not in ("numba", "numpy"):
+    if not (_is_str(est.backend, "numba") or _is_str(est.backend, "numpy")):
         fail("backend", "'numba' or 'numpy'")
     init = est.init
     if isinstance(init, str):
@@ -172,7 +206,7 @@ def check_params(est) -> None:
             fail("init", f"a str among {sorted(INIT_NAMES)}, a number (constant weights) or "
                          "a (coefs, intercepts) pair")
     elif isinstance(init, numbers.Real) and not isinstance(init, bool):
-        if not np.isfinite(init):
+        if not math.isfinite(init):
             fail("init", "a finite number when it is a constant")
     elif not (isinstance(init, (tuple, list)) and len(init) == 2):
         fail("init", f"a str among {sorted(INIT_NAMES)}, a number (constant weights) or a "
@@ -187,16 +221,23 @@ def check_params(est) -> None:
 
 
 def hidden_sizes(value):
-    """``hidden_layer_sizes`` as a list when it is one int (any integer type) or iterable;
-    anything else is returned as it is, for check_params to reject."""
+    """``hidden_layer_sizes`` as a list when it is one int (any integer type) or a collection;
+    anything else is returned as it is, for check_params to reject. An iterator (e.g. a
+    generator) is refused: the first read would exhaust it and later fits would silently
+    build a network without hidden layers."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return [value]
-    return list(value) if hasattr(value, "__iter__") else value
+    return list(value) if hasattr(value, "__iter__") and iter(value) is not value else value
+
+
+def _is_str(value, text: str) -> bool:
+    """``value == text`` for any value, also one (like an array) whose ``==`` is not a bool."""
+    return isinstance(value, str) and value == text
 
 
 def _real(est, param, fail, low=None, high=None, low_open=False, high_open=False):
     value = getattr(est, param)
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:

@@ -4,13 +4,15 @@ import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
 
 from . import _targets
 from ._base import ClassifierBase
-from ._validation import check_params, check_X, check_y, feature_names, hidden_sizes
+from ._validation import (check_labels, check_params, check_X, check_y, feature_names,
+                          hidden_sizes)
 from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
@@ -40,6 +42,94 @@ def _make_rng(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(2**32, dtype=np.uint64))
     return np.random.default_rng(random_state)
+
+
+def _overflow_bound(layout, activation: str, X):
+    """A cheap test that the network's forward pass on the training data X cannot overflow:
+    ``cannot_overflow(params)`` bounds the outputs from the largest |weight or bias| w, in
+    one pass over the weights instead of one over the data. A layer's pre-activations are at
+    most fan_in * w * (its largest |input|) + w, logistic and tanh units at most 1; keeping
+    the bound below a quarter of the dtype's largest float leaves room for rounding. When the
+    test cannot promise, the caller runs the forward pass itself."""
+    x_bound = max(float(X.max()), -float(X.min()))
+    fan_ins = [int(fan_in) for fan_in in layout[:, codes.FAN_IN]]
+    squashing = activation in ("logistic", "sigmoid", "tanh")
+    limit = float(np.finfo(X.dtype).max) / 4
+
+    def cannot_overflow(params) -> bool:
+        w = float(np.abs(params).max())     # NaN when any weight is, and then the bound
+        bound = x_bound
+        for layer, fan_in in enumerate(fan_ins):
+            if layer and squashing:
+                bound = 1.0
+            bound = fan_in * w * bound + w
+            if not bound <= limit:      # also when the bound is NaN or inf
+                return False
+        return True
+    return cannot_overflow
+
+
+def _softmax_of_infinite_logits(Z: np.ndarray) -> np.ndarray:
+    """The softmax of logit rows holding +inf, as its limit: the +inf logits share the
+    probability equally (the max-shift of the kernels gives inf - inf = NaN there). Rows with
+    a NaN logit or without a +inf one stay NaN."""
+    top = Z == np.inf
+    P = top / top.sum(axis=1, keepdims=True)
+    P[np.isnan(Z).any(axis=1)] = np.nan
+    return P
+
+
+@dataclass
+class _Validation:
+    """Early stopping's held-out rows and the weights of its best epoch so far."""
+    X: np.ndarray
+    y: np.ndarray
+    best_params: np.ndarray
+
+
+class _Checkpoint:
+    """The training state at the start of the epoch in progress, to roll back to when that
+    epoch diverges or is interrupted (Ctrl-C). After a roll-back the model is exactly what a
+    fit with ``max_iter`` = its completed epochs gives, random state included.
+
+    A KeyboardInterrupt can arrive between any two Python statements; the snapshot counts as
+    taken only once its last field is bound, and ``commit`` marks the epoch as complete in
+    one statement, so whichever statement is interrupted the roll-back restores a whole,
+    consistent state (or leaves an already consistent one alone)."""
+
+    def __init__(self, est: "FastMLP"):
+        self._est = est
+        self._params = np.empty_like(est._params)
+        self._velocity = np.empty_like(est._velocity)
+        self._state = None      # None: nothing to roll back to
+
+    def save(self) -> None:
+        est = self._est
+        self._state = None
+        self._params[:] = est._params
+        self._velocity[:] = est._velocity
+        self._state = dict(n_iter_=est.n_iter_, t_=est.t_, best_loss_=est.best_loss_,
+                           _no_improvement_count=est._no_improvement_count,
+                           best_validation_score_=est.best_validation_score_,
+                           n_scores=len(est.validation_scores_ or ()),
+                           rng=est._rng.bit_generator.state)
+
+    def commit(self) -> None:
+        self._state = None
+
+    def roll_back(self) -> None:
+        if self._state is None:
+            return
+        est, state = self._est, dict(self._state)
+        est._params[:] = self._params
+        est._velocity[:] = self._velocity
+        est._rng.bit_generator.state = state.pop("rng")
+        n_scores = state.pop("n_scores")
+        if est.validation_scores_ is not None:
+            del est.validation_scores_[n_scores:]
+        del est.loss_curve_[state["n_iter_"]:]
+        vars(est).update(state)
+        self._state = None
 
 
 class FastMLP(ClassifierBase):
@@ -210,6 +300,7 @@ class FastMLP(ClassifierBase):
             self._start(X, names, kind, labels)
         else:
             self._check_features(X, names)
+            self._check_same_architecture()
             if incremental:
                 self._check_same_classes(classes)
             Y = _targets.encode(y, self.classes_, self._kind, self._dtype)
@@ -225,12 +316,19 @@ class FastMLP(ClassifierBase):
             return kind, _targets.classes_of(y, kind)
         if incremental and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        labels = np.unique(np.asarray(classes)) if classes is not None else \
-            _targets.classes_of(y, kind)
-        if len(labels) < 2:
-            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in the "
-                             "data, but the data contains only one class: "
-                             f"{labels[0]!r}.")
+        if classes is None:
+            labels = _targets.classes_of(y, kind)
+            if len(labels) < 2:
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes "
+                                 "in the data, but the data contains only one class: "
+                                 f"{labels[0]!r}.")
+        else:
+            labels = np.asarray(classes)
+            check_labels(labels, "classes")
+            labels = np.unique(labels)
+            if len(labels) < 2:
+                raise ValueError(f"classes must name at least 2 classes; got "
+                                 f"{labels.tolist()!r}.")
         return (_targets.BINARY if len(labels) == 2 else _targets.MULTICLASS), labels
 
     def _check_same_classes(self, classes) -> None:
@@ -240,6 +338,14 @@ class FastMLP(ClassifierBase):
             raise ValueError(f"classes={np.asarray(classes).tolist()!r} is not the same as on "
                              f"the first call to partial_fit: {self.classes_.tolist()!r}.")
 
+    def _check_same_architecture(self) -> None:
+        fitted = [int(width) for width in self._layout[:-1, codes.FAN_OUT]]
+        if hidden_sizes(self.hidden_layer_sizes) != fitted:
+            raise ValueError(f"hidden_layer_sizes={self.hidden_layer_sizes!r} does not match the "
+                             f"fitted network's hidden layers {tuple(fitted)}: continued "
+                             "training keeps the network. Fit with warm_start=False (or a new "
+                             "estimator, for partial_fit) to train a new one.")
+
     def _start(self, X, names, kind: str, classes: np.ndarray) -> None:
         """Set up a new network for this data: classes, shapes, initial weights."""
         n_outputs = 1 if kind == _targets.BINARY else len(classes)
@@ -248,109 +354,136 @@ class FastMLP(ClassifierBase):
         rng = _make_rng(self.random_state)
         params = np.zeros(n_params, dtype=np.float64)
         initialize(params, layout, self.init, self.activation, rng)
-        # Nothing below can fail.
-        self.classes_ = classes
-        self._kind = kind
-        self._dtype = X.dtype
-        self.n_features_in_ = X.shape[1]
+        fitted = dict(classes_=classes, _kind=kind, _dtype=X.dtype, n_features_in_=X.shape[1],
+                      _layout=layout, _n_units=n_units, _rng=rng,
+                      _params=params.astype(X.dtype), _velocity=np.zeros(n_params, X.dtype),
+                      loss_curve_=[], n_iter_=0, t_=0, _no_improvement_count=0,
+                      best_loss_=np.inf, validation_scores_=None, best_validation_score_=None)
         if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        self._layout, self._n_units, self._rng = layout, n_units, rng
-        self._params = params.astype(self._dtype)
-        self._velocity = np.zeros_like(self._params)
-        self.loss_curve_ = []
-        self.n_iter_ = 0
-        self.t_ = 0
-        self._no_improvement_count = 0
-        self.best_loss_ = np.inf
-        self.validation_scores_ = None
-        self.best_validation_score_ = None
+            fitted["feature_names_in_"] = names
+        else:
+            vars(self).pop("feature_names_in_", None)
+        # One update, so that an interrupt (Ctrl-C) cannot leave half an old model and half a
+        # new one.
+        vars(self).update(fitted)
 
     def _train(self, X, Y, y, n_epochs: int, incremental: bool) -> None:
-        kernels = _backend(self.backend)
-        early = self.early_stopping and not incremental
-        if early:
-            train_rows, val_rows = self._validation_split(y)
-            X_val, y_val = X[val_rows], y[val_rows]
-            self.validation_scores_ = self.validation_scores_ or []
-            if self.best_validation_score_ is None:
-                self.best_validation_score_ = -np.inf
-            best_params = self._params.copy()
-        else:
-            train_rows = np.arange(X.shape[0])
-            self.best_loss_ = np.inf if self.best_loss_ is None else self.best_loss_
-        n = len(train_rows)
-        batch = n if self.batch_size == "full" else min(int(self.batch_size), n)
-        T = self._dtype.type
-        lr, alpha, momentum = T(self.learning_rate_init), T(self.alpha), T(self.momentum)
-        nesterov = bool(self.nesterovs_momentum)
-        hidden = HIDDEN_CODES[self.activation]
-        output = self._output_code
-        params, velocity = self._params, self._velocity
-        grad = np.empty_like(params)
-        scratch = np.empty(2 * self._n_units, dtype=self._dtype)
-        last_good, last_velocity = params.copy(), velocity.copy()
+        train_rows, validation = self._stopping_setup(X, y, early=self.early_stopping and
+                                                      not incremental)
+        run_epoch = self._epoch_runner(X, Y, len(train_rows))
+        checkpoint = _Checkpoint(self)
+        cannot_overflow = _overflow_bound(self._layout, self.activation, X)
         bar = self._progress_bar(n_epochs) if self.verbose and not incremental else None
-        converged = False
+        stopped = False
         try:
-            for _ in range(n_epochs):
-                order = self._epoch_order(train_rows)
-                last_good[:], last_velocity[:] = params, velocity
-                # Overflow is reported once, as the DivergenceWarning below, by both
-                # backends alike (NumPy would also warn at each operation that overflows).
-                with np.errstate(over="ignore", invalid="ignore"):
-                    loss = float(kernels.sgd_epoch(params, velocity, grad, self._layout, X, Y,
-                                                   order, batch, lr, alpha, momentum,
-                                                   nesterov, hidden, output, scratch))
-                if not (math.isfinite(loss) and np.isfinite(params).all()):
-                    params[:], velocity[:] = last_good, last_velocity
-                    warnings.warn(
-                        f"Training diverged in epoch {self.n_iter_ + 1}: the loss became "
-                        f"{loss}. The model keeps the weights of epoch {self.n_iter_}. Try a "
-                        f"smaller learning_rate_init (now {self.learning_rate_init}) or "
-                        "standardise the features.", DivergenceWarning, stacklevel=4)
-                    converged = True
-                    break
-                self.loss_curve_.append(loss)
-                self.n_iter_ += 1
-                self.t_ += n
-                if early:
-                    score = self._score_rows(X_val, y_val)
-                    self.validation_scores_.append(score)
-                    improved = score >= self.best_validation_score_ + self.tol
-                    if score > self.best_validation_score_:
-                        self.best_validation_score_ = score
-                        best_params = params.copy()
-                else:
-                    improved = loss <= self.best_loss_ - self.tol
-                    self.best_loss_ = min(self.best_loss_, loss)
-                self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss:.6f}", refresh=False)
-                    bar.update()
-                elif self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
-                if self._no_improvement_count > self.n_iter_no_change and not incremental:
-                    converged = True
-                    break
+            # Overflow is reported once, as the DivergenceWarning, by both backends alike
+            # (NumPy would also warn at each operation that overflows).
+            with np.errstate(over="ignore", invalid="ignore"):
+                for _ in range(n_epochs):
+                    checkpoint.save()
+                    loss = run_epoch(self._epoch_order(train_rows))
+                    problem = self._divergence(loss, X, cannot_overflow)
+                    if problem is not None:
+                        checkpoint.roll_back()
+                        self._warn_divergence(problem)
+                        stopped = True
+                        break
+                    stopped = self._record_epoch(loss, len(train_rows), validation) and \
+                        not incremental
+                    checkpoint.commit()
+                    self._report_epoch(bar, loss)
+                    if stopped:
+                        break
         except KeyboardInterrupt:
-            # The interrupted epoch is discarded: weights, loss curve and n_iter_ all describe
-            # the last completed one.
-            params[:], velocity[:] = last_good, last_velocity
-            del self.loss_curve_[self.n_iter_:]
+            # The interrupted epoch is discarded: weights, loss curve, n_iter_ and the random
+            # state all describe the last completed one.
+            checkpoint.roll_back()
             raise
         finally:
             if bar is not None:
                 bar.close()
-        if early:
-            params[:] = best_params
+        if validation is not None:
+            self._params[:] = validation.best_params
             self.best_loss_ = None
-        if not converged and not incremental:
+        if not stopped and not incremental:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=4)
+
+    def _stopping_setup(self, X, y, early: bool):
+        """The rows to train on, and with early stopping the held-out validation data."""
+        if not early:
+            self.best_loss_ = np.inf if self.best_loss_ is None else self.best_loss_
+            return np.arange(X.shape[0]), None
+        train_rows, val_rows = self._validation_split(y)
+        self.validation_scores_ = self.validation_scores_ or []
+        if self.best_validation_score_ is None:
+            self.best_validation_score_ = -np.inf
+        return train_rows, _Validation(X[val_rows], y[val_rows], self._params.copy())
+
+    def _epoch_runner(self, X, Y, n: int):
+        """A function that trains the weights in place for one epoch over the given sample
+        order and returns the epoch's mean loss."""
+        kernels = _backend(self.backend)
+        batch = n if self.batch_size == "full" else min(int(self.batch_size), n)
+        T = self._dtype.type
+        lr, alpha, momentum = T(self.learning_rate_init), T(self.alpha), T(self.momentum)
+        nesterov = bool(self.nesterovs_momentum)
+        hidden, output = HIDDEN_CODES[self.activation], self._output_code
+        params, velocity, layout = self._params, self._velocity, self._layout
+        grad = np.empty_like(params)
+        scratch = np.empty(2 * self._n_units, dtype=self._dtype)
+
+        def run_epoch(order) -> float:
+            return float(kernels.sgd_epoch(params, velocity, grad, layout, X, Y, order, batch,
+                                           lr, alpha, momentum, nesterov, hidden, output,
+                                           scratch))
+        return run_epoch
+
+    def _divergence(self, loss: float, X, cannot_overflow) -> str | None:
+        """What makes the epoch just trained unusable, or None: a non-finite loss or weight,
+        or weights so large that the network's outputs overflow on the training data."""
+        if not math.isfinite(loss):
+            return f"the loss became {loss}"
+        if cannot_overflow(self._params):
+            return None
+        if not np.isfinite(self._params).all():
+            return "the weights became non-finite"
+        if not np.isfinite(self._forward(X, codes.LOGITS)).all():
+            return "the weights grew so large that the network's outputs overflow"
+        return None
+
+    def _warn_divergence(self, problem: str) -> None:
+        warnings.warn(f"Training diverged in epoch {self.n_iter_ + 1}: {problem}. The model "
+                      f"keeps the weights of epoch {self.n_iter_}. Try a smaller "
+                      f"learning_rate_init (now {self.learning_rate_init}) or standardise the "
+                      "features.", DivergenceWarning, stacklevel=5)
+
+    def _record_epoch(self, loss: float, n: int, validation) -> bool:
+        """Book a finished epoch: its loss, its validation score with early stopping.
+        Returns whether the stopping rule says stop."""
+        self.loss_curve_.append(loss)
+        self.n_iter_ += 1
+        self.t_ += n
+        if validation is not None:
+            score = self._score_rows(validation.X, validation.y)
+            self.validation_scores_.append(score)
+            improved = score >= self.best_validation_score_ + self.tol
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                validation.best_params = self._params.copy()
+        else:
+            improved = loss <= self.best_loss_ - self.tol
+            self.best_loss_ = min(self.best_loss_, loss)
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        return self._no_improvement_count > self.n_iter_no_change
+
+    def _report_epoch(self, bar, loss: float) -> None:
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.6f}", refresh=False)
+            bar.update()
+        elif self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
 
     def _progress_bar(self, total: int):
         from tqdm.auto import tqdm
@@ -412,7 +545,26 @@ class FastMLP(ClassifierBase):
         names = feature_names(X)
         X = check_X(X, type(self).__name__, dtype=self._dtype)
         self._check_features(X, names)
-        return self._forward(X, codes.LOGITS if logits else self._output_code)
+        code = codes.LOGITS if logits else self._output_code
+        out = self._forward(X, code)
+        if np.isnan(out.sum()):
+            self._repair_overflow(X, out, code)
+        return out
+
+    def _repair_overflow(self, X, out, code: int) -> None:
+        """Rows of ``out`` holding NaN because the network overflowed on them (features far
+        larger than the weights were trained for): a softmax over logits of which some are
+        +inf is still defined, its limit, and replaces them; any other NaN is an error."""
+        rows = np.flatnonzero(np.isnan(out).any(axis=1))
+        if code == codes.SOFTMAX:
+            with np.errstate(all="ignore"):
+                out[rows] = _softmax_of_infinite_logits(self._forward(X[rows], codes.LOGITS))
+            rows = rows[np.isnan(out[rows]).any(axis=1)]
+        if rows.size:
+            raise ValueError(f"The network's outputs overflow to NaN on {rows.size} row(s) of X "
+                             f"(first: row {rows[0]}, largest |feature| "
+                             f"{np.abs(X[rows[0]]).max():.3g}): these features are far too "
+                             "large for its weights. Scale X as the training data was scaled.")
 
     def _forward(self, X, output: int) -> np.ndarray:
         kernels = _backend(self.backend)

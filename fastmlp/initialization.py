@@ -38,15 +38,16 @@ def initialize(params, layout, init, activation: str, rng) -> None:
 
 
 def _copy_explicit(coefs, intercepts, init) -> None:
-    given_coefs, given_intercepts = (list(part) for part in init)
+    given_coefs, given_intercepts = (_as_list(part, what)
+                                     for part, what in zip(init, ("coefs", "intercepts")))
     if len(given_coefs) != len(coefs) or len(given_intercepts) != len(intercepts):
         raise ValueError(f"init=(coefs, intercepts) must hold {len(coefs)} weight matrices and "
                          f"{len(intercepts)} bias vectors for this network; got "
                          f"{len(given_coefs)} and {len(given_intercepts)}.")
     for layer, (W, b, W0, b0) in enumerate(zip(coefs, intercepts, given_coefs,
                                                given_intercepts)):
-        W0 = np.asarray(W0, dtype=np.float64)
-        b0 = np.asarray(b0, dtype=np.float64)
+        W0 = _as_float_array(W0, f"init layer {layer}: coefs")
+        b0 = _as_float_array(b0, f"init layer {layer}: intercepts")
         if W0.shape != W.shape or b0.shape != b.shape:
             raise ValueError(f"init layer {layer}: expected coefs of shape {W.shape} and "
                              f"intercepts of shape {b.shape}; got {W0.shape} and {b0.shape}.")
@@ -54,3 +55,20 @@ def _copy_explicit(coefs, intercepts, init) -> None:
             raise ValueError(f"init layer {layer}: starting weights must be finite.")
         W[...] = W0
         b[...] = b0
+
+
+def _as_list(part, what: str) -> list:
+    if isinstance(part, (str, bytes)) or not hasattr(part, "__iter__"):
+        raise ValueError(f"init=(coefs, intercepts): {what} must be a sequence of arrays, one "
+                         f"per layer; got {part!r}.")
+    return list(part)
+
+
+def _as_float_array(value, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+        if array.dtype.kind == "c":
+            raise TypeError("complex numbers cannot be starting weights")
+        return array.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} are not an array of real numbers: {error}") from None
