@@ -74,7 +74,9 @@ def check_X(X, name: str, dtype=None) -> np.ndarray:
     if dtype is None:
         native = array.dtype.newbyteorder("=")
         dtype = native if native in FLOAT_DTYPES else np.float64
-    array = np.ascontiguousarray(array, dtype=dtype)
+    # A value beyond the target dtype's range becomes inf, which _check_finite names.
+    with np.errstate(over="ignore"):
+        array = np.ascontiguousarray(array, dtype=dtype)
     _check_finite(array, "X")
     return array
 
@@ -82,7 +84,9 @@ def check_X(X, name: str, dtype=None) -> np.ndarray:
 def _check_finite(array, what: str) -> None:
     # The sum is finite for almost every finite array and needs no temporary the size of X;
     # only when it is not do we look element by element.
-    if np.isfinite(array.sum()):
+    with np.errstate(over="ignore", invalid="ignore"):    # finite values may sum to inf
+        total = array.sum()
+    if np.isfinite(total):
         return
     if np.isnan(array).any():
         raise ValueError(f"Input {what} contains NaN.")

@@ -546,9 +546,11 @@ class FastMLP(ClassifierBase):
         X = check_X(X, type(self).__name__, dtype=self._dtype)
         self._check_features(X, names)
         code = codes.LOGITS if logits else self._output_code
-        out = self._forward(X, code)
-        if np.isnan(out.sum()):
-            self._repair_overflow(X, out, code)
+        # Overflow is handled below, the same for both backends (NumPy's would also warn).
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self._forward(X, code)
+            if np.isnan(out.sum()):
+                self._repair_overflow(X, out, code)
         return out
 
     def _repair_overflow(self, X, out, code: int) -> None:
@@ -557,8 +559,7 @@ class FastMLP(ClassifierBase):
         +inf is still defined, its limit, and replaces them; any other NaN is an error."""
         rows = np.flatnonzero(np.isnan(out).any(axis=1))
         if code == codes.SOFTMAX:
-            with np.errstate(all="ignore"):
-                out[rows] = _softmax_of_infinite_logits(self._forward(X[rows], codes.LOGITS))
+            out[rows] = _softmax_of_infinite_logits(self._forward(X[rows], codes.LOGITS))
             rows = rows[np.isnan(out[rows]).any(axis=1)]
         if rows.size:
             raise ValueError(f"The network's outputs overflow to NaN on {rows.size} row(s) of X "

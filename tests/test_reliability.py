@@ -1,0 +1,442 @@
+"""Reliability: every bad input gets a clear error before any work starts; divergence and
+Ctrl-C never leave a broken or silently NaN model; inputs are never modified and their memory
+layout or integer dtype never changes the model; concurrent use gives serial results."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import scipy.sparse
+from conftest import BACKENDS, assert_relative_close, make_labels
+
+import fastmlp.classifier
+from fastmlp import FastMLP
+from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning, NotFittedError
+from fastmlp.kernels import codes
+from fastmlp.kernels.layout import make_layout
+
+N_SAMPLES = 40
+X_OK, Y_OK = make_labels("binary", 20, seed=61)
+
+
+def fit_quietly(model: FastMLP, X, y) -> FastMLP:
+    """fit, without the ConvergenceWarning a short max_iter is meant to produce."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, y)
+
+
+def weights(model: FastMLP) -> list[np.ndarray]:
+    return model.coefs_ + model.intercepts_
+
+
+def assert_same_weights(actual: list, expected: list) -> None:
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def starting_weights(sizes, seed: int):
+    """Explicit ``init`` arrays, so that the weights of epoch 0 are known."""
+    rng = np.random.default_rng(seed)
+    coefs = [rng.uniform(-0.5, 0.5, (a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    return coefs, [rng.uniform(-0.5, 0.5, b) for b in sizes[1:]]
+
+
+def forbid_training(monkeypatch) -> None:
+    """Make the kernels fail the test when called: a check must raise before work starts."""
+    def refuse(*args):
+        raise AssertionError("training started before the input was checked")
+    for module in BACKENDS.values():
+        monkeypatch.setattr(module, "sgd_epoch", refuse)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    forbid_training(monkeypatch)
+
+
+# ------------------------------------------------------------------ bad input, clear errors
+
+def with_value(value, dtype=np.float64):
+    X = X_OK.astype(dtype)
+    X[3, 1] = value
+    return X
+
+
+def with_label(value):
+    y = Y_OK.astype(object)
+    y[5] = value
+    return y
+
+
+BAD_X = {
+    "none": (None, ValueError, "X is None"),
+    "nan": (with_value(np.nan), ValueError, "contains NaN"),
+    "inf": (with_value(np.inf), ValueError, "infinity"),
+    "-inf-float32": (with_value(-np.inf, np.float32), ValueError, "infinity"),
+    "nan-in-objects": (with_value(np.nan, object), ValueError, "contains NaN"),
+    "empty": (np.empty((0, 4)), ValueError, "0 sample"),
+    "no-features": (np.empty((20, 0)), ValueError, "0 feature"),
+    "scalar": (1.0, ValueError, "got scalar array"),
+    "1-D": (X_OK[:, 0], ValueError, "got 1D array"),
+    "3-D": (X_OK.reshape(20, 2, 2), ValueError, "dim 3"),
+    "ragged": ([[1.0, 2.0]] * 19 + [[1.0]], ValueError, "could not convert X"),
+    "strings": (X_OK.astype(str), ValueError, "numeric features"),
+    "bytes": (X_OK.astype(bytes), ValueError, "numeric features"),
+    "text-objects": (with_value("abc", object), ValueError, "numeric features"),
+    "dict-objects": (with_value({"a": 1}, object), TypeError, "numeric features"),
+    "huge-int-objects": (with_value(10**400, object), ValueError, "too large"),
+    "complex": (X_OK + 1j, ValueError, "Complex data"),
+    "dates": (X_OK.astype("datetime64[D]"), ValueError, "numeric features"),
+    "records": (np.zeros((20, 4), dtype=[("a", "f8")]), ValueError, "numeric features"),
+    "masked": (np.ma.masked_greater(X_OK, 1.0), ValueError, "masked"),
+    "sparse-matrix": (scipy.sparse.csr_matrix(X_OK), TypeError, "sparse"),
+    "sparse-array": (scipy.sparse.coo_array(X_OK), TypeError, "sparse"),
+}
+
+BAD_Y = {
+    "none": (None, ValueError, "y is None"),
+    "nan": (np.where(Y_OK == 3, np.nan, Y_OK), ValueError, "contains NaN"),
+    "inf": (np.where(Y_OK == 3, np.inf, Y_OK), ValueError, "infinity"),
+    "none-label": (with_label(None), ValueError, "None"),
+    "nan-label": (with_label(np.float32("nan")), ValueError, "NaN"),
+    "continuous": (np.linspace(0, 1, 20), ValueError, "continuous"),
+    "complex": (Y_OK + 1j, ValueError, "Complex labels"),
+    "strings-and-numbers": (with_label("cat"), TypeError, r"mixes labels.*number.*str"),
+    "too-short": (Y_OK[:-1], ValueError, r"inconsistent numbers of samples: \[20, 19\]"),
+    "scalar": (3, ValueError, "shape ()"),
+    "3-D": (np.zeros((20, 2, 2)), ValueError, "1-D .* or 2-D"),
+    "no-columns": (np.zeros((20, 0)), ValueError, "at least one label column"),
+    "one-class": (np.full(20, 7), ValueError, "only one class"),
+    "multioutput": (np.column_stack([Y_OK, Y_OK]), ValueError, "multi-label indicator"),
+    "sparse": (scipy.sparse.csr_matrix(Y_OK[:, None]), TypeError, "sparse"),
+}
+
+
+@pytest.mark.parametrize("X, error, match", BAD_X.values(), ids=BAD_X.keys())
+def test_bad_X_is_refused_by_name(no_training, X, error, match):
+    with pytest.raises(error, match=match):
+        FastMLP(hidden_layer_sizes=(3,)).fit(X, Y_OK)
+
+
+@pytest.mark.parametrize("y, error, match", BAD_Y.values(), ids=BAD_Y.keys())
+def test_bad_y_is_refused_by_name(no_training, y, error, match):
+    with pytest.raises(error, match=match):
+        FastMLP(hidden_layer_sizes=(3,)).fit(X_OK, y)
+
+
+@pytest.mark.parametrize("case", ["x", "y"])
+def test_a_refused_fit_leaves_the_fitted_model_as_it_was(monkeypatch, case):
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=2, random_state=0), X_OK,
+                        Y_OK)
+    before = [W.copy() for W in weights(model)]
+    forbid_training(monkeypatch)
+    for X, y in ([(x, Y_OK) for x, _, _ in BAD_X.values()] if case == "x" else
+                 [(X_OK, y) for y, _, _ in BAD_Y.values()]):
+        with pytest.raises((ValueError, TypeError)):
+            model.fit(X, y)
+    assert model.n_iter_ == 2 and model.n_features_in_ == 4
+    assert_same_weights(weights(model), before)
+
+
+def sizes_iterator():
+    return (width for width in [3])
+
+
+BAD_PARAMS = [
+    ("hidden_layer_sizes", value) for value in
+    [0, -3, (0,), (4, -1), (3.0,), 2.5, True, (True,), "5", None, (4, None), sizes_iterator()]
+] + [
+    ("activation", value) for value in ["softmax", "RELU", None, ["relu"], 1]
+] + [
+    ("learning_rate_init", value) for value in [0, -0.1, np.nan, np.inf, "0.1", True, None]
+] + [
+    ("batch_size", value) for value in [0, -1, True, "half", "FULL", 2.5, None]
+] + [
+    ("max_iter", value) for value in [0, -1, 1.5, True, None]
+] + [
+    ("momentum", value) for value in [1, 1.5, -0.1, np.nan]
+] + [
+    ("alpha", value) for value in [-1e-4, np.inf, np.nan]
+] + [
+    ("tol", value) for value in [-1, np.nan, np.inf]
+] + [
+    ("validation_fraction", value) for value in [0, 1, 1.5, -0.1, np.nan]
+] + [
+    ("n_iter_no_change", value) for value in [0, -2, 1.5, True]
+] + [
+    ("shuffle", value) for value in ["yes", 1, None, np.array([True, False])]
+] + [
+    ("nesterovs_momentum", 1), ("early_stopping", "no"), ("warm_start", 0),
+    ("verbose", "loud"), ("verbose", 1.5),
+] + [
+    ("backend", value) for value in ["cuda", "NUMBA", None, ["numba"]]
+] + [
+    ("init", value) for value in ["uniform", np.nan, np.inf, None, True, np.zeros(3),
+                                  ([], [], [])]
+] + [
+    ("random_state", value) for value in [-1, 2**32, 1.5, "seed", True, [1, 2]]
+]
+
+
+@pytest.mark.parametrize("param, value", BAD_PARAMS,
+                         ids=[f"{param}={value!r}"[:40] for param, value in BAD_PARAMS])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_invalid_parameters_are_refused_by_name(no_training, param, value, method):
+    model = FastMLP(hidden_layer_sizes=(3,)).set_params(**{param: value})
+    fit_params = {"classes": [3, 7]} if method == "partial_fit" else {}
+    with pytest.raises(ValueError, match=re.escape(f"'{param}' parameter of FastMLP must be")):
+        getattr(model, method)(X_OK, Y_OK, **fit_params)
+
+
+BAD_INIT_ARRAYS = {
+    "parts-not-sequences": ((1.0, 2.0), "sequence of arrays"),
+    "strings": ((["ab", "cd"], ["e", "f"]), "not an array of real numbers"),
+    "ragged": (([[[1.0, 2.0], [3.0]], np.zeros((3, 1))], [np.zeros(3), np.zeros(1)]),
+               "layer 0: coefs are not an array of real numbers"),
+    "complex": (([np.zeros((4, 3)) + 1j, np.zeros((3, 1))], [np.zeros(3), np.zeros(1)]),
+                "complex"),
+    "too-many-layers": (([np.zeros((4, 3)), np.zeros((3, 1)), np.zeros((1, 1))],
+                         [np.zeros(3), np.zeros(1), np.zeros(1)]), "must hold 2 weight"),
+    "transposed": (([np.zeros((3, 4)), np.zeros((3, 1))], [np.zeros(3), np.zeros(1)]),
+                   r"layer 0: expected coefs of shape \(4, 3\)"),
+    "inf-intercept": (([np.zeros((4, 3)), np.zeros((3, 1))], [np.zeros(3), [np.inf]]),
+                      "layer 1: starting weights must be finite"),
+}
+
+
+@pytest.mark.parametrize("init, match", BAD_INIT_ARRAYS.values(), ids=BAD_INIT_ARRAYS.keys())
+def test_malformed_init_arrays_are_refused(no_training, init, match):
+    # (test_estimator.py covers the plain wrong counts, shapes and NaN.)
+    with pytest.raises(ValueError, match=match):
+        FastMLP(hidden_layer_sizes=(3,), init=init).fit(X_OK, Y_OK)
+
+
+PREDICTORS = ["predict", "predict_proba", "predict_log_proba", "decision_function", "score"]
+
+
+def call(model: FastMLP, method: str, X):
+    return model.score(X, Y_OK[:len(X)]) if method == "score" else getattr(model, method)(X)
+
+
+@pytest.mark.parametrize("method", PREDICTORS)
+def test_prediction_input_is_checked(method):
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=1, random_state=0), X_OK,
+                        Y_OK)
+    with pytest.raises(ValueError, match="X has 3 features, but FastMLP is expecting 4"):
+        call(model, method, X_OK[:, :3])
+    with pytest.raises(ValueError, match="contains NaN"):
+        call(model, method, with_value(np.nan))
+    with pytest.raises(ValueError, match="got 1D array"):
+        call(model, method, X_OK[0])
+    with pytest.raises(TypeError, match="sparse"):
+        call(model, method, scipy.sparse.csr_matrix(X_OK))
+
+
+def test_float32_model_refuses_values_beyond_float32():
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=1, random_state=0),
+                        X_OK.astype(np.float32), Y_OK)
+    with pytest.raises(ValueError, match="too large for dtype.*float32"):
+        model.predict(with_value(1e39))
+
+
+def test_score_before_fit_is_not_fitted_error():
+    # (The other prediction methods are covered by test_estimator.py.)
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        FastMLP().score(X_OK, Y_OK)
+
+
+BAD_CLASSES = {
+    "empty": ([], ValueError, "at least 2 classes"),
+    "one": ([3], ValueError, "at least 2 classes"),
+    "nan": ([3, 7, np.nan], ValueError, "NaN"),
+    "none": (np.array([3, 7, None], dtype=object), ValueError, "None"),
+    "strings-and-numbers": (np.array([3, 7, "x"], dtype=object), TypeError, "mixes labels"),
+    "missing-a-label-of-y": ([3, 8], ValueError, r"labels not in classes_ \[3, 8\]: \[7\]"),
+}
+
+
+@pytest.mark.parametrize("classes, error, match", BAD_CLASSES.values(), ids=BAD_CLASSES.keys())
+def test_bad_partial_fit_classes_are_refused(no_training, classes, error, match):
+    with pytest.raises(error, match=match):
+        FastMLP(hidden_layer_sizes=(3,)).partial_fit(X_OK, Y_OK, classes=classes)
+
+
+@pytest.mark.parametrize("method", ["warm_start", "partial_fit"])
+def test_continued_training_refuses_a_changed_architecture(method):
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=1, random_state=0), X_OK,
+                        Y_OK)
+    model.set_params(hidden_layer_sizes=(5,), warm_start=method == "warm_start")
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes=\(5,\) does not match .*\(3,\)"):
+        model.fit(X_OK, Y_OK) if method == "warm_start" else model.partial_fit(X_OK, Y_OK)
+    assert [W.shape for W in model.coefs_] == [(4, 3), (3, 1)]
+
+
+# ------------------------------------------------------------------ divergence
+
+DIVERGING = {"huge-learning-rate": (1.0, 1e6), "huge-features": (1e150, 0.01)}
+
+
+def diverging_settings(backend, batch_size, learning_rate_init) -> dict:
+    return dict(hidden_layer_sizes=(5,), batch_size=batch_size, backend=backend,
+                learning_rate_init=learning_rate_init, init=starting_weights([4, 5, 3], seed=62),
+                random_state=0, n_iter_no_change=1000)
+
+
+def weights_after(epochs: int, settings: dict, X, y) -> list[np.ndarray]:
+    """The weights a run with these settings has after ``epochs`` epochs."""
+    if epochs == 0:
+        coefs, intercepts = settings["init"]
+        return coefs + intercepts
+    return weights(fit_quietly(FastMLP(max_iter=epochs, **settings), X, y))
+
+
+def assert_usable_probabilities(model: FastMLP, X) -> None:
+    P = model.predict_proba(X)
+    assert np.isfinite(P).all() and (P >= 0).all() and (P <= 1).all()
+    assert_relative_close(P.sum(axis=1), np.ones(len(X)), 1e-12)
+
+
+def single_warning(run, category):
+    """Run ``run()``; check it warned exactly once, with ``category``; return the message."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    assert [warning.category for warning in caught] == [category], \
+        [str(warning.message) for warning in caught]
+    return str(caught[0].message)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_size", [1, 7, "full"])
+@pytest.mark.parametrize("cause", DIVERGING)
+def test_divergence_keeps_the_last_usable_epoch(backend, batch_size, cause):
+    scale, learning_rate_init = DIVERGING[cause]
+    X, y = make_labels("multiclass", N_SAMPLES, seed=63)
+    X = scale * X
+    settings = diverging_settings(backend, batch_size, learning_rate_init)
+    model = FastMLP(max_iter=100, **settings)
+    message = single_warning(lambda: model.fit(X, y), DivergenceWarning)
+    # It says what happened, when, what the model keeps and what to try.
+    epochs = model.n_iter_
+    for part in (f"diverged in epoch {epochs + 1}", f"weights of epoch {epochs}",
+                 "learning_rate_init", "standardise"):
+        assert part in message
+    assert epochs == len(model.loss_curve_) < 100 and model.t_ == epochs * N_SAMPLES
+    assert np.isfinite(model.loss_curve_).all()
+    assert_same_weights(weights(model), weights_after(epochs, settings, X, y))
+    assert_usable_probabilities(model, X)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_partial_fit_that_diverges_keeps_the_model_it_had(backend):
+    X, y = make_labels("multiclass", N_SAMPLES, seed=64)
+    settings = diverging_settings(backend, batch_size=1, learning_rate_init=1e6)
+    model = FastMLP(**settings)
+    for calls in range(50):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.partial_fit(X, y, classes=np.unique(y))
+        if caught:
+            break
+    assert [warning.category for warning in caught] == [DivergenceWarning]
+    assert model.n_iter_ == calls == len(model.loss_curve_)
+    stepped = FastMLP(**settings)
+    for _ in range(calls):
+        stepped.partial_fit(X, y, classes=np.unique(y))
+    expected = weights(stepped) if calls else weights_after(0, settings, X, y)
+    assert_same_weights(weights(model), expected)
+    assert_usable_probabilities(model, X)
+
+
+def test_finite_weights_whose_outputs_overflow_count_as_divergence():
+    # One full-batch step from a loss of ~1e155 makes w ~ -1e155: still finite, but
+    # w * x overflows. The loss of that epoch was taken before the step and is finite, so
+    # only a look at the outputs shows the model is unusable.
+    X, y = np.array([[1e155], [-1e155]]), np.array([0, 1])
+    model = FastMLP(hidden_layer_sizes=(), batch_size="full", learning_rate_init=1.0,
+                    max_iter=1, init=([[[1.0]]], [[0.0]]))
+    message = single_warning(lambda: model.fit(X, y), DivergenceWarning)
+    assert "outputs overflow" in message
+    assert model.n_iter_ == 0 and model.coefs_[0][0, 0] == 1.0
+    assert_usable_probabilities(model, X)
+
+
+def test_large_but_harmless_weights_are_not_divergence():
+    # Features of 1e150 times unit weights stay far below overflow: training goes on.
+    X, y = make_labels("binary", N_SAMPLES, seed=65)
+    model = FastMLP(hidden_layer_sizes=(3,), activation="tanh", learning_rate_init=1e-3,
+                    max_iter=3, random_state=0)
+    single_warning(lambda: model.fit(1e150 * X, y), ConvergenceWarning)
+    assert model.n_iter_ == 3
+
+
+def overflowing_network(kind: str, backend: str, output_weights) -> FastMLP:
+    """A finite identity network whose hidden unit sums the features: inputs of +-1e308 make
+    it +-inf, and ``output_weights`` spread that to the logits."""
+    X, y = make_labels(kind, N_SAMPLES, seed=66)
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(1,), activation="identity", max_iter=1,
+                                backend=backend, random_state=0), X, y)
+    model.coefs_[0][...] = 1
+    model.coefs_[1][...] = output_weights
+    for b in model.intercepts_:
+        b[...] = 0
+    return model
+
+
+HUGE_ROWS = np.array([[1e308] * 4, [-1e308] * 4, [0.5] * 4])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_infinite_logits_give_their_limit_probabilities(backend):
+    binary = overflowing_network("binary", backend, [[1.0]])
+    np.testing.assert_array_equal(binary.decision_function(HUGE_ROWS)[:2], [np.inf, -np.inf])
+    np.testing.assert_array_equal(binary.predict_proba(HUGE_ROWS)[:2], [[0, 1], [1, 0]])
+    multiclass = overflowing_network("multiclass", backend, [[-1.0, 0.5, 1.0]])
+    np.testing.assert_array_equal(multiclass.decision_function(HUGE_ROWS)[:2],
+                                  [[-np.inf, np.inf, np.inf], [np.inf, -np.inf, -np.inf]])
+    P = multiclass.predict_proba(HUGE_ROWS)
+    # Two logits at +inf share the probability; the finite row is an ordinary softmax.
+    np.testing.assert_array_equal(P[:2], [[0, 0.5, 0.5], [1, 0, 0]])
+    logits = 2 * np.array([-1, 0.5, 1])
+    assert_relative_close(P[2], np.exp(logits) / np.exp(logits).sum(), 1e-12)
+    np.testing.assert_array_equal(multiclass.predict(HUGE_ROWS[1:2]), multiclass.classes_[:1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "decision_function", "score"])
+def test_outputs_that_overflow_to_nan_raise(backend, method):
+    # A zero output weight times an infinite hidden unit is NaN: no answer exists, and
+    # silently predicting the first class would be a lie.
+    model = overflowing_network("multiclass", backend, [[-1.0, 0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"overflow to NaN on 2 row\(s\) of X \(first: row 0"):
+        call(model, method, np.vstack([HUGE_ROWS, HUGE_ROWS[:1]])[[0, 2, 3]])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_output_kernels_on_huge_finite_logits(backend, dtype):
+    # exp overflows on the way (to inf, never to NaN): sigmoids saturate at 0 and 1, the
+    # softmax's max-shift keeps it finite.
+    kernels = BACKENDS[backend]
+    layout, n_params, n_units = make_layout([1, 3])
+    params = np.array([1.0, 1.0, -1.0, 0.0, 0.0, 0.0], dtype=dtype)
+    big = float(np.finfo(dtype).max) / 2
+    X = np.array([[big], [-big], [1e4]], dtype=dtype)
+    for code in (codes.SIGMOID, codes.SOFTMAX):
+        out = np.empty((3, 3), dtype=dtype)
+        with np.errstate(over="ignore"):
+            kernels.forward(params, layout, X, codes.RELU, code, np.empty(n_units, dtype),
+                            out)
+        assert np.isfinite(out).all() and (out >= 0).all() and (out <= 1).all()
+        expected = [[1, 1, 0], [0, 0, 1], [1, 1, 0]] if code == codes.SIGMOID else \
+            [[0.5, 0.5, 0], [0, 0, 1], [0.5, 0.5, 0]]
+        np.testing.assert_allclose(out, expected, atol=1e-30)
