@@ -440,3 +440,141 @@ def test_output_kernels_on_huge_finite_logits(backend, dtype):
         expected = [[1, 1, 0], [0, 0, 1], [1, 1, 0]] if code == codes.SIGMOID else \
             [[0.5, 0.5, 0], [0, 0, 1], [0.5, 0.5, 0]]
         np.testing.assert_allclose(out, expected, atol=1e-30)
+
+
+# ------------------------------------------------------------------ interrupts
+
+def interrupt_on_call(monkeypatch, owner, name: str, call: int, before: bool = False):
+    """Make ``owner.name`` raise KeyboardInterrupt on its ``call``-th call, before or after
+    doing its real work: a Ctrl-C landing at that point of the epoch loop."""
+    real = getattr(owner, name)
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(None)
+        if before and len(calls) == call:
+            raise KeyboardInterrupt
+        result = real(*args, **kwargs)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return result
+    monkeypatch.setattr(owner, name, interrupted)
+
+
+# Where in epoch 3 the interrupt lands, and how many epochs are then complete.
+INTERRUPT_POINTS = {
+    "before-the-sample-order": (FastMLP, "_epoch_order", True, 2),
+    "after-the-snapshot": (fastmlp.classifier._Checkpoint, "save", False, 2),
+    "after-the-kernel": ("kernels", "sgd_epoch", False, 2),
+    "after-the-divergence-check": (FastMLP, "_divergence", False, 2),
+    "after-the-bookkeeping": (FastMLP, "_record_epoch", False, 2),
+    "after-the-commit": (FastMLP, "_report_epoch", False, 3),
+}
+
+
+def interrupt_settings(backend: str) -> dict:
+    # Momentum, so the velocity must be rolled back too; shuffling, so the random state must.
+    return dict(hidden_layer_sizes=(5,), batch_size=4, momentum=0.5, learning_rate_init=0.05,
+                random_state=0, tol=0.0, n_iter_no_change=100, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("point", INTERRUPT_POINTS)
+def test_interrupted_fit_is_the_fit_of_its_completed_epochs(monkeypatch, backend, point):
+    owner, name, before, completed = INTERRUPT_POINTS[point]
+    owner = BACKENDS[backend] if owner == "kernels" else owner
+    X, y = make_labels("multiclass", N_SAMPLES, seed=67)
+    settings = interrupt_settings(backend)
+    with monkeypatch.context() as patch:
+        interrupt_on_call(patch, owner, name, call=3, before=before)
+        model = FastMLP(max_iter=10, **settings)
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X, y)
+    same = fit_quietly(FastMLP(max_iter=completed, **settings), X, y)
+    assert model.n_iter_ == completed == len(model.loss_curve_)
+    assert model.loss_curve_ == same.loss_curve_ and model.t_ == same.t_
+    assert_same_weights(weights(model), weights(same))
+    # Velocity and random state too: training on continues exactly alike.
+    for continued in (model, same):
+        continued.partial_fit(X, y)
+    assert_same_weights(weights(model), weights(same))
+
+
+def test_interrupted_early_stopping_keeps_its_scores_consistent(monkeypatch):
+    X, y = make_labels("multiclass", N_SAMPLES, seed=68)
+    settings = dict(interrupt_settings("numba"), early_stopping=True, validation_fraction=0.25)
+    with monkeypatch.context() as patch:
+        interrupt_on_call(patch, FastMLP, "_record_epoch", call=4)
+        model = FastMLP(max_iter=10, **settings)
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X, y)
+    same = fit_quietly(FastMLP(max_iter=3, **settings), X, y)
+    assert model.n_iter_ == 3 == len(model.validation_scores_) == len(model.loss_curve_)
+    assert model.validation_scores_ == same.validation_scores_
+    assert model.best_validation_score_ == same.best_validation_score_
+
+
+def test_interrupt_in_the_first_epoch_leaves_the_starting_weights(monkeypatch):
+    X, y = make_labels("multiclass", N_SAMPLES, seed=69)
+    init = starting_weights([4, 5, 3], seed=70)
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(2,), max_iter=2, random_state=0), X, y)
+    model.set_params(hidden_layer_sizes=(5,), init=init)
+    with monkeypatch.context() as patch:
+        interrupt_on_call(patch, BACKENDS["numba"], "sgd_epoch", call=1)
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X, y)
+    # The new network, before any epoch: usable, and saying so.
+    assert model.n_iter_ == 0 and model.loss_curve_ == []
+    assert_same_weights(weights(model), init[0] + init[1])
+    assert_usable_probabilities(model, X)
+
+
+def test_interrupted_partial_fit_keeps_the_previous_calls(monkeypatch):
+    X, y = make_labels("binary", N_SAMPLES, seed=71)
+    model = FastMLP(**interrupt_settings("numba")).partial_fit(X, y, classes=np.unique(y))
+    before = [W.copy() for W in weights(model)]
+    with monkeypatch.context() as patch:
+        interrupt_on_call(patch, BACKENDS["numba"], "sgd_epoch", call=1)
+        with pytest.raises(KeyboardInterrupt):
+            model.partial_fit(X, y)
+    assert model.n_iter_ == 1 == len(model.loss_curve_)
+    assert_same_weights(weights(model), before)
+
+
+SIGINT_CHILD = """
+import sys, warnings
+import numpy as np
+from fastmlp import FastMLP
+
+warnings.simplefilter("ignore")
+X = np.random.default_rng(0).normal(size=(200, 5))
+y = X[:, 0] + X[:, 1] > 0
+settings = dict(hidden_layer_sizes=(8,), random_state=0, n_iter_no_change=10**9)
+FastMLP(max_iter=1, **settings).fit(X, y)    # compiled before the parent may interrupt
+model = FastMLP(max_iter=10**9, **settings)
+try:
+    print("training", flush=True)
+    model.fit(X, y)
+except KeyboardInterrupt:
+    epochs = model.n_iter_
+    again = FastMLP(max_iter=max(epochs, 1), **settings).fit(X, y)
+    same = all(np.array_equal(a, b) for a, b in zip(model.coefs_, again.coefs_))
+    usable = bool(np.isfinite(model.predict_proba(X)).all())
+    print(epochs, len(model.loss_curve_), usable, same, flush=True)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+def test_ctrl_c_during_a_real_fit():
+    child = subprocess.Popen([sys.executable, "-c", SIGINT_CHILD], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "training", child.stderr.read()
+        time.sleep(0.3)     # well inside the fit: an epoch here takes ~100 microseconds
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    epochs, curve, usable, same = out.split()
+    assert int(epochs) > 0 and curve == epochs, err
+    assert usable == "True" and same == "True", err
