@@ -578,3 +578,183 @@ def test_ctrl_c_during_a_real_fit():
     epochs, curve, usable, same = out.split()
     assert int(epochs) > 0 and curve == epochs, err
     assert usable == "True" and same == "True", err
+
+
+# ------------------------------------------------------------------ inputs
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    array = np.array(array)
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind, dtype", [("multiclass", np.float64), ("multiclass", np.float32),
+                                         ("multilabel", np.float64)])
+def test_inputs_are_never_modified(backend, kind, dtype):
+    # Read-only arrays make any write raise; the copies catch writes through other views.
+    # float32/float64 C-ordered X and a float multi-label y reach the kernels uncopied.
+    X, y = make_labels(kind, N_SAMPLES, seed=72)
+    X, y = X.astype(dtype), y.astype(dtype) if kind == "multilabel" else y
+    coefs, intercepts = starting_weights([4, 5, 3], seed=73)
+    classes = np.unique(y) if kind == "multiclass" else None
+    given = [X, y, *coefs, *intercepts] + ([classes] if classes is not None else [])
+    copies = [array.copy() for array in given]
+    X, y, *rest = frozen = [read_only(array) for array in given]
+    init = (frozen[2:4], frozen[4:6])
+    settings = dict(hidden_layer_sizes=(5,), init=init, max_iter=3, backend=backend,
+                    random_state=0)
+    model = fit_quietly(FastMLP(**settings), X, y)
+    model.partial_fit(X, y)
+    fit_quietly(FastMLP(**settings, early_stopping=True, validation_fraction=0.25), X, y)
+    FastMLP(**settings).partial_fit(X, y, classes=frozen[6] if classes is not None else None)
+    for method in PREDICTORS[:-1]:
+        getattr(model, method)(X)
+    model.score(X, y)
+    for array, copy in zip(frozen, copies):
+        np.testing.assert_array_equal(array, copy)
+
+
+def with_strides(X: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """X's values in a view that steps over ``rows`` rows and ``columns`` columns."""
+    spread = np.zeros((rows * X.shape[0], columns * X.shape[1]), dtype=X.dtype)
+    spread[::rows, ::columns] = X
+    return spread[::rows, ::columns]
+
+
+FLOAT_LAYOUTS = {
+    "fortran": np.asfortranarray,
+    "row-strided": lambda X: with_strides(X, 2, 1),
+    "column-strided": lambda X: with_strides(X, 1, 3),
+    "both-strided": lambda X: with_strides(X, 3, 2),
+    "reversed-memory": lambda X: X[::-1].copy()[::-1],
+    "read-only": read_only,
+    "big-endian": lambda X: X.astype(X.dtype.newbyteorder(">")),
+    "list-of-lists": lambda X: X.tolist(),
+    "object": lambda X: X.astype(object),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", FLOAT_LAYOUTS)
+def test_memory_layout_never_changes_the_model(backend, dtype, layout):
+    X, y = make_labels("multiclass", N_SAMPLES, seed=74)
+    X = X.astype(dtype)
+    changed = FLOAT_LAYOUTS[layout](X)
+    if layout in ("list-of-lists", "object"):
+        dtype = np.float64      # Python floats: float32 values, trained in float64
+    settings = dict(hidden_layer_sizes=(5,), max_iter=3, backend=backend, random_state=0)
+    model = fit_quietly(FastMLP(**settings), changed, y)
+    plain = fit_quietly(FastMLP(**settings), np.ascontiguousarray(X, dtype=dtype), y)
+    assert model.coefs_[0].dtype == dtype
+    assert_same_weights(weights(model), weights(plain))
+    np.testing.assert_array_equal(model.predict_proba(changed), plain.predict_proba(X))
+
+
+INTEGER_INPUTS = {
+    "int8": lambda X: X.astype(np.int8),
+    "int64": lambda X: X.astype(np.int64),
+    "uint16": lambda X: (X + 10).astype(np.uint16),
+    "bool": lambda X: X > 0,
+    "float16": lambda X: X.astype(np.float16),
+    "strided-int32": lambda X: with_strides(X.astype(np.int32), 2, 2),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", INTEGER_INPUTS)
+def test_other_numbers_train_like_their_float64_copy(backend, dtype):
+    X, y = make_labels("binary", N_SAMPLES, seed=75)
+    X = INTEGER_INPUTS[dtype](np.round(3 * X))
+    settings = dict(hidden_layer_sizes=(5,), max_iter=3, backend=backend, random_state=0)
+    model = fit_quietly(FastMLP(**settings), X, y)
+    plain = fit_quietly(FastMLP(**settings), np.array(X, dtype=np.float64), y)
+    assert model.coefs_[0].dtype == np.float64
+    assert_same_weights(weights(model), weights(plain))
+
+
+def test_dataframes_train_like_their_arrays():
+    pandas = pytest.importorskip("pandas")
+    X, y = make_labels("multiclass", N_SAMPLES, seed=76)
+    frame = pandas.DataFrame(X, columns=list("abcd")).astype({"a": "float32", "b": "int64"})
+    frame["b"] = np.round(3 * X[:, 1]).astype(np.int64)
+    settings = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    model = fit_quietly(FastMLP(**settings), frame, pandas.Series(y))
+    plain = fit_quietly(FastMLP(**settings), frame.to_numpy(dtype=np.float64), y)
+    assert_same_weights(weights(model), weights(plain))
+    assert list(model.feature_names_in_) == list("abcd")
+
+
+# ------------------------------------------------------------------ threads
+
+# (test_estimator.py covers float64 fits of one backend from two threads.)
+MIXED_MODELS = [dict(backend="numba", dtype=np.float32), dict(backend="numba", dtype=np.float64),
+                dict(backend="numpy", dtype=np.float32, batch_size=5),
+                dict(backend="numpy", dtype=np.float64, batch_size="full")]
+
+
+def mixed_fit(case: dict, X, y) -> FastMLP:
+    settings = {key: value for key, value in case.items() if key != "dtype"}
+    return fit_quietly(FastMLP(hidden_layer_sizes=(6,), max_iter=10, random_state=1,
+                               **settings), X.astype(case["dtype"]), y)
+
+
+# catch_warnings is not thread-safe: the filter is set for the whole test instead.
+@pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
+def test_mixed_fits_and_large_predictions_in_threads_match_serial_ones():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=77)
+    serial = [mixed_fit(case, X, y) for case in MIXED_MODELS]
+    with ThreadPoolExecutor(len(MIXED_MODELS)) as pool:
+        threaded = list(pool.map(lambda case: mixed_fit(case, X, y), MIXED_MODELS))
+    for alone, together in zip(serial, threaded):
+        assert alone.loss_curve_ == together.loss_curve_
+        assert_same_weights(weights(together), weights(alone))
+    # Large enough that each call also splits its rows over a pool of its own.
+    X_big = np.random.default_rng(78).normal(size=(fastmlp.classifier._PARALLEL_ROWS + 5000, 4))
+    expected = [model.predict_proba(X_big) for model in serial]
+    with ThreadPoolExecutor(len(serial)) as pool:
+        got = list(pool.map(lambda model: model.predict_proba(X_big), serial + serial[::-1]))
+    for P, want in zip(got, expected + expected[::-1]):
+        np.testing.assert_array_equal(P, want)
+
+
+# ------------------------------------------------------------------ edge shapes and sizes
+
+def test_one_feature_and_one_sample():
+    X, y = make_labels("binary", N_SAMPLES, seed=79)
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=3, random_state=0),
+                        X[:, :1], y)
+    assert_usable_probabilities(model, X[:, :1])
+    single = FastMLP(hidden_layer_sizes=(3,), batch_size="full", random_state=0)
+    single.partial_fit(X[:1], y[:1], classes=np.unique(y))
+    assert single.n_iter_ == 1 and single.predict(X[:1]).shape == (1,)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_larger_than_the_data_is_full_batch(backend):
+    X, y = make_labels("multiclass", N_SAMPLES, seed=80)
+    settings = dict(hidden_layer_sizes=(4,), max_iter=3, backend=backend, random_state=0)
+    huge = fit_quietly(FastMLP(batch_size=10**12, **settings), X, y)
+    full = fit_quietly(FastMLP(batch_size="full", **settings), X, y)
+    assert_same_weights(weights(huge), weights(full))
+
+
+def test_huge_max_iter_on_tiny_data_stops_by_the_stopping_rule():
+    model = FastMLP(hidden_layer_sizes=(2,), max_iter=10**12, random_state=0)
+    model.fit([[0.0], [1.0]], [0, 1])
+    assert 10 < model.n_iter_ < 10_000
+
+
+@pytest.mark.parametrize("n_features, hidden", [(3, (10_000,)), (50_000, (2,))],
+                         ids=["wide-hidden-layer", "many-features"])
+def test_large_layers(n_features, hidden):
+    X = np.random.default_rng(81).normal(size=(6, n_features))
+    y = np.array([0, 1] * 3)
+    model = fit_quietly(FastMLP(hidden_layer_sizes=hidden, max_iter=2, random_state=0), X, y)
+    assert_usable_probabilities(model, X)
+
+
+def test_impossible_network_size_is_a_memory_error_before_training(no_training):
+    with pytest.raises(MemoryError):
+        FastMLP(hidden_layer_sizes=(10**13,)).fit(X_OK, Y_OK)
