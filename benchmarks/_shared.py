@@ -133,15 +133,22 @@ def sklearn_epochs(shape: Shape) -> Epochs:
     return Epochs.primed(sklearn_model(shape), X, y)
 
 
-def best_seconds(functions, repeats: int) -> list:
-    """Best wall time of each function over ``repeats`` rounds, the functions interleaved
-    within each round so that a burst of load from other processes hits all of them alike."""
+def best_seconds(functions, repeats: int, min_seconds: float = 0.5,
+                 max_repeats: int = 50) -> list:
+    """Best wall time of each function, the functions interleaved within each round so that a
+    burst of load from other processes hits all of them alike. Runs at least ``repeats``
+    rounds and keeps going (up to ``max_repeats``) until ``min_seconds`` have passed: on a
+    shared machine the best of more short calls is the steadier figure."""
     best = [math.inf] * len(functions)
-    for _ in range(repeats):
+    started = time.perf_counter()
+    rounds = 0
+    while rounds < repeats or (time.perf_counter() - started < min_seconds
+                               and rounds < max_repeats):
         for k, function in enumerate(functions):
             start = time.perf_counter()
             function()
             best[k] = min(best[k], time.perf_counter() - start)
+        rounds += 1
     return best
 
 

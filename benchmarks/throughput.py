@@ -30,7 +30,7 @@ class Throughput:
 class Speedup:
     """fastmlp (float64, batch size 1) against the NumPy reference backend and scikit-learn's
     MLPClassifier with the same network and algorithm (sgd, batch_size=1, momentum=0,
-    alpha=0, constant learning rate); float32 against float64."""
+    alpha=0, constant learning rate, one BLAS thread); float32 against float64."""
 
     params = [SHAPE_NAMES]
     param_names = ["shape"]
@@ -54,7 +54,12 @@ class Speedup:
                                           backend="numpy"))
 
     def track_over_sklearn(self, shape):
-        return self._ratio(sklearn_epochs(self.shape))
+        # One BLAS thread, as fastmlp trains on one: multithreaded BLAS on a single sample's
+        # matrix-vector products makes sklearn 4-7x slower at 784-128 on this 2-core machine,
+        # and the comparison should be against sklearn at its best.
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=1):
+            return self._ratio(sklearn_epochs(self.shape))
 
     def track_float32_over_float64(self, shape):
         # Inverted so that "times faster" reads as float32's gain; more repeats because the
