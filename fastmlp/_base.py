@@ -10,6 +10,8 @@ import inspect
 
 import numpy as np
 
+from ._validation import check_sample_weight, check_y
+
 
 class ClassifierBase:
     """get_params/set_params/repr/tags/score for an estimator whose ``__init__`` only stores
@@ -56,13 +58,16 @@ class ClassifierBase:
     def score(self, X, y, sample_weight=None) -> float:
         """Mean accuracy of ``predict(X)`` against ``y`` (subset accuracy for multi-label)."""
         y_pred = self.predict(X)
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1 and y_pred.ndim == 1:
-            y = y[:, 0]
+        if y is not None and np.ndim(y) == 2 and np.shape(y)[1] == 1 and y_pred.ndim == 1:
+            y = np.asarray(y)[:, 0]
+        y = check_y(y, type(self).__name__, len(y_pred))
+        if y.shape != y_pred.shape:
+            raise ValueError(f"y has shape {y.shape}, but the predictions have shape "
+                             f"{y_pred.shape}.")
         correct = y_pred == y
         if correct.ndim == 2:
             correct = correct.all(axis=1)
-        return float(np.average(correct, weights=sample_weight))
+        return float(np.average(correct, weights=check_sample_weight(sample_weight, len(y))))
 
 
 def _same(a, b) -> bool:

@@ -162,6 +162,19 @@ def check_labels(labels: np.ndarray, what: str) -> None:
                         "into classes_; use labels of one type (e.g. all str).")
 
 
+def check_sample_weight(sample_weight, n_samples: int):
+    """None, or the weights as a float array of n_samples finite, non-negative numbers."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (n_samples,):
+        raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n_samples},).")
+    _check_finite(weights, "sample_weight")
+    if (weights < 0).any():
+        raise ValueError("sample_weight must not be negative.")
+    return weights
+
+
 def check_params(est) -> None:
     """Raise a ValueError/TypeError naming the first invalid hyper-parameter."""
     name = type(est).__name__

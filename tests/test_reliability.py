@@ -241,6 +241,27 @@ def test_prediction_input_is_checked(method):
         call(model, method, scipy.sparse.csr_matrix(X_OK))
 
 
+BAD_SCORE_INPUTS = {
+    "no-y": (None, None, "y is None"),
+    "short-y": (Y_OK[:-1], None, r"inconsistent numbers of samples: \[20, 19\]"),
+    "indicator-y": (np.column_stack([Y_OK, Y_OK]), None,
+                    r"y has shape \(20, 2\), but the predictions have shape \(20,\)"),
+    "nan-label": (np.where(Y_OK == 3, np.nan, Y_OK), None, "contains NaN"),
+    "short-weights": (Y_OK, np.ones(3), r"sample_weight has shape \(3,\), expected \(20,\)"),
+    "nan-weights": (Y_OK, np.full(20, np.nan), "sample_weight contains NaN"),
+    "negative-weights": (Y_OK, -np.ones(20), "must not be negative"),
+}
+
+
+@pytest.mark.parametrize("y, sample_weight, match", BAD_SCORE_INPUTS.values(),
+                         ids=BAD_SCORE_INPUTS.keys())
+def test_score_checks_its_labels_and_weights(y, sample_weight, match):
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=1, random_state=0), X_OK,
+                        Y_OK)
+    with pytest.raises(ValueError, match=match):
+        model.score(X_OK, y, sample_weight=sample_weight)
+
+
 def test_float32_model_refuses_values_beyond_float32():
     model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=1, random_state=0),
                         X_OK.astype(np.float32), Y_OK)
