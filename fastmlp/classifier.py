@@ -601,7 +601,9 @@ class FastMLP(ClassifierBase):
         return P
 
     def predict_log_proba(self, X) -> np.ndarray:
-        return np.log(self.predict_proba(X))
+        P = self.predict_proba(X)
+        with np.errstate(divide="ignore"):      # a saturated probability of 0 is -inf
+            return np.log(P)
 
     def decision_function(self, X) -> np.ndarray:
         """The output layer's logits: shape (n_samples,) for a binary problem."""

@@ -432,6 +432,14 @@ def test_infinite_logits_give_their_limit_probabilities(backend):
     np.testing.assert_array_equal(multiclass.predict(HUGE_ROWS[1:2]), multiclass.classes_[:1])
 
 
+def test_saturated_probabilities_have_log_minus_infinity_without_warnings():
+    model = overflowing_network("binary", "numba", [[1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_P = model.predict_log_proba(HUGE_ROWS[:1])
+    np.testing.assert_array_equal(log_P, [[-np.inf, 0]])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "decision_function", "score"])
 def test_outputs_that_overflow_to_nan_raise(backend, method):
