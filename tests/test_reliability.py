@@ -112,7 +112,7 @@ BAD_Y = {
     "complex": (Y_OK + 1j, ValueError, "Complex labels"),
     "strings-and-numbers": (with_label("cat"), TypeError, r"mixes labels.*number.*str"),
     "too-short": (Y_OK[:-1], ValueError, r"inconsistent numbers of samples: \[20, 19\]"),
-    "scalar": (3, ValueError, "shape ()"),
+    "scalar": (3, ValueError, r"got shape \(\)"),
     "3-D": (np.zeros((20, 2, 2)), ValueError, "1-D .* or 2-D"),
     "no-columns": (np.zeros((20, 0)), ValueError, "at least one label column"),
     "one-class": (np.full(20, 7), ValueError, "only one class"),
