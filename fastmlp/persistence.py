@@ -422,6 +422,10 @@ def _build(metadata: dict, arrays: dict) -> FastMLP:
     unknown = set(params) - set(FastMLP._get_param_names())
     if unknown:
         raise _Invalid(f"unknown parameter(s) {sorted(unknown)} (written by a newer fastmlp?).")
+    # A parameter left out would silently take its default and change the model's answers.
+    missing = set(FastMLP._get_param_names()) - set(params)
+    if missing:
+        raise _Invalid(f"parameter(s) {sorted(missing)} missing from the metadata.")
     layout = arrays["layout"]
     rng = _restore_generator(metadata["rng_state"])
     if isinstance(params["hidden_layer_sizes"], list):

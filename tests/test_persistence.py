@@ -403,3 +403,12 @@ def test_pickle_round_trip(tmp_path):
     assert np.array_equal(model._params, copy._params)
     unfitted = pickle.loads(pickle.dumps(FastMLP(7, activation="tanh")))
     assert unfitted.get_params() == FastMLP(7, activation="tanh").get_params()
+
+
+@pytest.mark.parametrize("param", ["activation", "hidden_layer_sizes", "backend"])
+def test_a_parameter_missing_from_the_metadata_is_refused(saved, param):
+    # Taking the default instead would silently change the loaded model's answers.
+    metadata = metadata_of(saved)
+    del metadata["params"][param]
+    rewrite(saved, metadata=json.dumps(metadata))
+    assert param in load_error(saved)
