@@ -69,16 +69,6 @@ def _overflow_bound(layout, activation: str, X):
     return cannot_overflow
 
 
-def _softmax_of_infinite_logits(Z: np.ndarray) -> np.ndarray:
-    """The softmax of logit rows holding +inf, as its limit: the +inf logits share the
-    probability equally (the max-shift of the kernels gives inf - inf = NaN there). Rows with
-    a NaN logit or without a +inf one stay NaN."""
-    top = Z == np.inf
-    P = top / top.sum(axis=1, keepdims=True)
-    P[np.isnan(Z).any(axis=1)] = np.nan
-    return P
-
-
 @dataclass
 class _Validation:
     """Early stopping's held-out rows and the weights of its best epoch so far."""
@@ -550,17 +540,14 @@ class FastMLP(ClassifierBase):
         with np.errstate(over="ignore", invalid="ignore"):
             out = self._forward(X, code)
             if np.isnan(out.sum()):
-                self._repair_overflow(X, out, code)
+                self._refuse_overflow(X, out)
         return out
 
-    def _repair_overflow(self, X, out, code: int) -> None:
-        """Rows of ``out`` holding NaN because the network overflowed on them (features far
-        larger than the weights were trained for): a softmax over logits of which some are
-        +inf is still defined, its limit, and replaces them; any other NaN is an error."""
+    def _refuse_overflow(self, X, out) -> None:
+        """Raise for rows of ``out`` holding NaN because the network overflowed on them
+        (features far larger than the weights were trained for). Infinite logits alone give
+        limit probabilities (the kernels' softmax and sigmoid handle them)."""
         rows = np.flatnonzero(np.isnan(out).any(axis=1))
-        if code == codes.SOFTMAX:
-            out[rows] = _softmax_of_infinite_logits(self._forward(X[rows], codes.LOGITS))
-            rows = rows[np.isnan(out[rows]).any(axis=1)]
         if rows.size:
             raise ValueError(f"The network's outputs overflow to NaN on {rows.size} row(s) of X "
                              f"(first: row {rows[0]}, largest |feature| "

@@ -86,6 +86,18 @@ def _output_activate(z, code):
             z[j] = T(1) / (T(1) + np.exp(-z[j]))
     elif code == SOFTMAX:
         m = _max(z)
+        if m == np.inf:
+            # The limit: the +inf logits share the probability (the max-shift would give
+            # inf - inf = NaN). A NaN logit has no limit: the row stays NaN below.
+            n_top = 0
+            n_nan = 0
+            for j in range(z.size):
+                n_top += z[j] == m
+                n_nan += z[j] != z[j]
+            if n_nan == 0:
+                for j in range(z.size):
+                    z[j] = T(1) / T(n_top) if z[j] == m else T(0)
+                return
         s = T(0)
         for j in range(z.size):
             z[j] = np.exp(z[j] - m)

@@ -38,7 +38,13 @@ def _output(Z, code):
     if code == SIGMOID:
         return 1 / (1 + np.exp(-Z))
     if code == SOFTMAX:
-        E = np.exp(Z - Z.max(axis=1, keepdims=True))
+        with np.errstate(invalid="ignore"):
+            E = np.exp(Z - Z.max(axis=1, keepdims=True))
+        # Rows with +inf logits (and no NaN) take the limit: those logits share the
+        # probability; the max-shift gave inf - inf = NaN there.
+        top = Z == np.inf
+        limit = top.any(axis=1) & ~np.isnan(Z).any(axis=1)
+        E[limit] = top[limit]
         return E / E.sum(axis=1, keepdims=True)
     return Z
 

@@ -21,6 +21,7 @@ from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
 from fastmlp.kernels import compiled, reference
 from fastmlp.kernels.codes import FAN_OUT, LOGITS, SOFTMAX
+from fastmlp.kernels.layout import make_layout
 
 N_SAMPLES = 37        # prime: a mini-batch of 5 leaves a last batch of 2
 N_FEATURES = 4
@@ -254,3 +255,18 @@ def test_estimator_backends_partial_fit_alike():
         for model in models:
             model.partial_fit(X, y, classes=np.unique(y))
     assert_same_training(*models, RTOL[np.float64])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_of_infinite_logits_is_its_limit(backend):
+    # One input of 1e308 through weights (2, 2, -1) gives logits (inf, inf, -1e308): the
+    # max-shift alone would compute inf - inf.
+    layout, _, n_units = make_layout([1, 3])
+    params = np.array([2.0, 2.0, -1.0, 0.0, 0.0, 0.0])
+    out = np.empty((2, 3))
+    with np.errstate(over="ignore"):
+        BACKENDS[backend].forward(params, layout, np.array([[1e308], [1.0]]),
+                                  HIDDEN_CODES["relu"], SOFTMAX, np.empty(n_units), out)
+    np.testing.assert_array_equal(out[0], [0.5, 0.5, 0.0])
+    logits = np.array([2.0, 2.0, -1.0])
+    np.testing.assert_allclose(out[1], np.exp(logits) / np.exp(logits).sum(), rtol=1e-15)
