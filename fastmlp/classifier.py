@@ -470,7 +470,7 @@ class FastMLP(ClassifierBase):
 
     def _report_epoch(self, bar, loss: float) -> None:
         if bar is not None:
-            bar.set_postfix(loss=f"{loss:.6f}", refresh=False)
+            bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
             bar.update()
         elif self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
