@@ -400,23 +400,37 @@ def descend(params, velocity, grad, lr, momentum, nesterov):
 
 
 @kernel
-def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
-              nesterov, hidden_activation, output_activation, scratch):
-    """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
-    ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
-    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``)."""
-    n = order.size
-    if batch_size == 1:
-        return _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum,
-                                 nesterov, hidden_activation, output_activation, scratch) / n
+def _minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha,
+                     momentum, nesterov, hidden_activation, output_activation, scratch):
+    """Batches of more than one sample: mean gradient, then one step. Returns the summed
+    loss, each batch's loss weighted by its size."""
     total = 0.0
-    for start in range(0, n, batch_size):
-        rows = order[start:min(start + batch_size, n)]
+    for start in range(0, order.size, batch_size):
+        rows = order[start:min(start + batch_size, order.size)]
         loss = batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
                               output_activation, scratch, grad)
         descend(params, velocity, grad, lr, momentum, nesterov)
         total += loss * rows.size
-    return total / n
+    return total
+
+
+def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
+              nesterov, hidden_activation, output_activation, scratch):
+    """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
+    ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
+    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``).
+
+    Plain Python, called once per epoch: choosing the kernel here rather than inside one
+    compiled entry point means a fit compiles only the kernel its batch mode runs (the first
+    per-sample fit compiles in about half the time)."""
+    if batch_size == 1:
+        total = _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum,
+                                  nesterov, hidden_activation, output_activation, scratch)
+    else:
+        total = _minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr,
+                                 alpha, momentum, nesterov, hidden_activation,
+                                 output_activation, scratch)
+    return total / order.size
 
 
 @kernel
