@@ -9,7 +9,7 @@ gradient of the batch loss with respect to ``Z`` (times the batch size).
 
 import numpy as np
 
-from .codes import IDENTITY, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
+from .codes import LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
 from .layout import unpack
 
 
