@@ -32,10 +32,10 @@ from .codes import (B_OFF, FAN_IN, FAN_OUT, LOGISTIC, RELU, SIGMOID, SOFTMAX, TA
                     W_OFF)
 
 kernel = njit(cache=True, nogil=True, _nrt=False)
+view = njit(cache=True, nogil=True, _nrt=False, inline="always")
 
 # Layers with fewer units than this (output layers) loop over inputs innermost.
 NARROW = 4
-view = njit(cache=True, nogil=True, _nrt=False, inline="always")
 
 
 @kernel
