@@ -91,3 +91,15 @@ def read_loan_csv(name: str):
                          encoding="utf-8")
     X = np.column_stack([rows[field] for field in rows.dtype.names[:-1]]).astype(np.float64)
     return X, rows["decision"].astype(str)
+
+
+def weights(model) -> list:
+    """A fitted estimator's coefs_ followed by its intercepts_."""
+    return model.coefs_ + model.intercepts_
+
+
+def assert_same_weights(actual: list, expected: list) -> None:
+    """Bitwise-equal weight lists (same training, not merely close)."""
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected):
+        np.testing.assert_array_equal(got, want)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import sklearn.exceptions
-from conftest import assert_relative_close, make_labels
+from conftest import assert_relative_close, assert_same_weights, make_labels, weights
 from sklearn.base import clone, is_classifier
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV
@@ -212,9 +212,7 @@ def test_partial_fit_k_times_is_fit_for_k_epochs(kind, settings):
         stepped.partial_fit(X, y, classes=np.unique(y))
     assert stepped.loss_curve_ == fitted.loss_curve_
     assert (stepped.n_iter_, stepped.t_) == (fitted.n_iter_, fitted.t_) == (k, k * N_SAMPLES)
-    for W_stepped, W_fitted in zip(stepped.coefs_ + stepped.intercepts_,
-                                   fitted.coefs_ + fitted.intercepts_):
-        np.testing.assert_array_equal(W_stepped, W_fitted)
+    assert_same_weights(weights(stepped), weights(fitted))
 
 
 def test_warm_start_continues_where_fit_stopped():
@@ -271,9 +269,7 @@ def test_divergence_keeps_the_last_finite_epoch(backend):
     n_epochs = diverged.n_iter_
     assert 0 < n_epochs == len(diverged.loss_curve_) < 100
     before = fit_quietly(small_model(max_iter=n_epochs, **settings), X, y)
-    for W_kept, W_before in zip(diverged.coefs_ + diverged.intercepts_,
-                                before.coefs_ + before.intercepts_):
-        np.testing.assert_array_equal(W_kept, W_before)
+    assert_same_weights(weights(diverged), weights(before))
 
 
 def test_full_batch_loss_curve_is_the_log_loss_before_each_step():
@@ -295,9 +291,7 @@ def test_early_stopping_keeps_the_best_epochs_weights():
     assert stopped.best_validation_score_ == max(scores) and stopped.best_loss_ is None
     # The same run cut at its best epoch ends with the weights early stopping kept.
     at_best = fit_quietly(small_model(max_iter=best_epoch, **settings), X, y)
-    for W_kept, W_best in zip(stopped.coefs_ + stopped.intercepts_,
-                              at_best.coefs_ + at_best.intercepts_):
-        np.testing.assert_array_equal(W_kept, W_best)
+    assert_same_weights(weights(stopped), weights(at_best))
 
 
 def test_coefs_and_intercepts_are_views_of_one_buffer():

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import scipy.sparse
-from conftest import BACKENDS, assert_relative_close, make_labels
+from conftest import (BACKENDS, assert_relative_close, assert_same_weights, make_labels,
+                      weights)
 
 import fastmlp.classifier
 from fastmlp import FastMLP
@@ -31,16 +32,6 @@ def fit_quietly(model: FastMLP, X, y) -> FastMLP:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(X, y)
-
-
-def weights(model: FastMLP) -> list[np.ndarray]:
-    return model.coefs_ + model.intercepts_
-
-
-def assert_same_weights(actual: list, expected: list) -> None:
-    assert len(actual) == len(expected)
-    for got, want in zip(actual, expected):
-        np.testing.assert_array_equal(got, want)
 
 
 def starting_weights(sizes, seed: int):
