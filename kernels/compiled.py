@@ -22,11 +22,19 @@ Per-sample SGD streams every weight through the cache for every sample, so the e
 is written to touch each weight as few times as possible: a layer's backward pass reads each
 weight once, uses the old value for the previous layer's delta and writes the updated value;
 and the first layer's update for sample ``i`` is fused with the first layer's forward pass for
-sample ``i + 1``. The arithmetic of each update is the reference's, in the reference's order.
+sample ``i + 1``. That fused layer (most of the work in a one-hidden-layer net) is written
+with a few LLVM intrinsics (the "SIMD building blocks" below) because Numba cannot express
+what makes it fast: pre-activations held in registers across the rows of W, and fused
+multiply-adds. Its arithmetic is the reference's up to rounding; every other update is the
+reference's, in the reference's order.
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import config, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 from .codes import (B_OFF, FAN_IN, FAN_OUT, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH, UNIT_OFF,
                     W_OFF)
@@ -36,6 +44,230 @@ view = njit(cache=True, nogil=True, _nrt=False, inline="always")
 
 # Layers with fewer units than this (output layers) loop over inputs innermost.
 NARROW = 4
+
+
+# --- SIMD building blocks -------------------------------------------------------------------
+# LLVM would keep the first layer's pre-activations in registers only if it knew they cannot
+# alias the weights, and Numba has no way to say so; and Numba leaves LLVM's SLP vectorizer
+# off, so an unrolled block of scalar updates stays scalar. These intrinsics write the vector
+# code directly: a block of columns lives in stack buffers (which LLVM promotes to registers,
+# since a stack slot provably aliases nothing), and one call updates a block of a weight row.
+
+REGISTER_BYTES = 64  # one AVX-512 register; narrower CPUs split each vector op in two
+CACHE_LINE_BYTES = 64
+
+
+def _lanes(dtype) -> int:
+    return REGISTER_BYTES // np.dtype(str(dtype)).itemsize
+
+
+def _fma(builder, a, b, c):
+    """a * b + c with one rounding (llvm.fma), for scalars or vectors."""
+    t = a.type
+    suffix = (f"v{t.count}{t.element.intrinsic_name}" if isinstance(t, ir.VectorType)
+              else t.intrinsic_name)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t, t]),
+                                        f"llvm.fma.{suffix}")
+    return builder.call(fn, [a, b, c])
+
+
+def _intrinsic_or(python):
+    """Compile the decorated intrinsic; but with Numba's JIT disabled (coverage, debugging),
+    where intrinsics cannot run, use ``python``, the same operation in NumPy."""
+    def decorate(generator):
+        return python if config.DISABLE_JIT else intrinsic(generator)
+    return decorate
+
+
+def _literal_block(registers, masked) -> bool:
+    return (isinstance(registers, types.IntegerLiteral)
+            and isinstance(masked, types.BooleanLiteral))
+
+
+class _Block:
+    """Code generation for one block of ``registers`` SIMD registers of ``dtype`` lanes,
+    starting at element ``start`` of 1-D arrays; with ``masked``, only the first ``count``
+    lanes are read from or written to arrays (the others read as zero)."""
+
+    def __init__(self, context, builder, dtype, registers, masked, count):
+        self.context = context
+        self.builder = builder
+        self.item = context.get_data_type(dtype)
+        self.n = _lanes(dtype) * registers.literal_value
+        self.vector = ir.VectorType(self.item, self.n)
+        self.align = context.get_abi_sizeof(self.item)
+        self.zero = context.get_constant(types.intp, 0)
+        self.mask = None
+        if masked.literal_value:
+            index = ir.VectorType(count.type, self.n)
+            self.mask = builder.icmp_unsigned("<", ir.Constant(index, list(range(self.n))),
+                                              self.splat(count, index))
+
+    def splat(self, scalar, vector=None):
+        vector = vector or self.vector
+        lane0 = self.builder.insert_element(ir.Constant(vector, ir.Undefined), scalar,
+                                            self.zero)
+        return self.builder.shuffle_vector(lane0, lane0, ir.Constant(
+            ir.VectorType(ir.IntType(32), self.n), [0] * self.n))
+
+    def _pointer(self, array_type, array, start):
+        data = make_array(array_type)(self.context, self.builder, value=array).data
+        return self.builder.bitcast(self.builder.gep(data, [start]), self.vector.as_pointer())
+
+    def _masked_intrinsic(self, name, return_type, pointer):
+        i32 = ir.IntType(32)
+        bits = ir.VectorType(ir.IntType(1), self.n)
+        operands = ([pointer.type, i32, bits, self.vector] if name == "load"
+                    else [self.vector, pointer.type, i32, bits])
+        return cgutils.get_or_insert_function(
+            self.builder.module, ir.FunctionType(return_type, operands),
+            f"llvm.masked.{name}.v{self.n}{self.item.intrinsic_name}.p0"), i32(self.align)
+
+    def load(self, array_type, array, start, whole=False):
+        """The block of ``array`` from ``start``; ``whole`` for a stack buffer (never masked)."""
+        pointer = self._pointer(array_type, array, start)
+        if self.mask is None or whole:
+            return self.builder.load(pointer, align=self.align)
+        load, align = self._masked_intrinsic("load", self.vector, pointer)
+        return self.builder.call(load, [pointer, align, self.mask,
+                                        ir.Constant(self.vector, None)])
+
+    def store(self, value, array_type, array, start, whole=False):
+        pointer = self._pointer(array_type, array, start)
+        if self.mask is None or whole:
+            self.builder.store(value, pointer, align=self.align)
+            return
+        store, align = self._masked_intrinsic("store", ir.VoidType(), pointer)
+        self.builder.call(store, [value, pointer, align, self.mask])
+
+    def fma(self, a, b, c):
+        return _fma(self.builder, a, b, c)
+
+
+def _lane_buffer_numpy(like, registers):
+    return np.empty(_lanes(like.dtype) * registers, like.dtype)
+
+
+@_intrinsic_or(_lane_buffer_numpy)
+def _lane_buffer(typingctx, like, registers):
+    """An uninitialized 1-D stack array of ``registers`` (a literal) SIMD registers' worth of
+    ``like``'s dtype. Stack slots provably alias nothing, so LLVM keeps one that is only read
+    and written whole (by the intrinsics below) in a register."""
+    if not isinstance(registers, types.IntegerLiteral):
+        return None
+    n = _lanes(like.dtype) * registers.literal_value
+    array_type = types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        item = context.get_data_type(like.dtype)
+        itemsize = context.get_abi_sizeof(item)
+        intp = context.get_value_type(types.intp)
+        array = make_array(array_type)(context, builder)
+        populate_array(array, data=cgutils.alloca_once(builder, item, size=n),
+                       shape=[intp(n)], strides=[intp(itemsize)], itemsize=intp(itemsize),
+                       meminfo=None)
+        return array._getvalue()
+    return array_type(like, registers), codegen
+
+
+def _load_scaled_numpy(buffer, array, start, count, scale, registers, masked):
+    buffer[:] = 0
+    buffer[:count] = scale * array[start:start + count]
+
+
+@_intrinsic_or(_load_scaled_numpy)
+def _load_scaled(typingctx, buffer, array, start, count, scale, registers, masked):
+    """``buffer[:] = scale * array[start:]``, one block (see _Block)."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        buffer_, array_, start_, count_, scale_ = args[:5]
+        block = _Block(context, builder, array.dtype, registers, masked, count_)
+        scale_ = context.cast(builder, scale_, scale, array.dtype)
+        values = builder.fmul(block.splat(scale_), block.load(sig.args[1], array_, start_))
+        block.store(values, sig.args[0], buffer_, block.zero, whole=True)
+        return context.get_dummy_value()
+    return types.none(buffer, array, start, count, scale, registers, masked), codegen
+
+
+def _store_block_numpy(array, start, count, buffer, registers, masked):
+    array[start:start + count] = buffer[:count]
+
+
+@_intrinsic_or(_store_block_numpy)
+def _store_block(typingctx, array, start, count, buffer, registers, masked):
+    """``array[start:] = buffer``, one block (see _Block)."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        array_, start_, count_, buffer_ = args[:4]
+        block = _Block(context, builder, array.dtype, registers, masked, count_)
+        block.store(block.load(sig.args[3], buffer_, block.zero, whole=True), sig.args[0],
+                    array_, start_)
+        return context.get_dummy_value()
+    return types.none(array, start, count, buffer, registers, masked), codegen
+
+
+def _step_and_accumulate_numpy(row, start, count, lr_delta, z, x, x_next, lr_alpha,
+                               registers, masked):
+    w = row[start:start + count]
+    w -= lr_alpha * w + x * lr_delta[:count]
+    z[:count] += x_next * w
+
+
+@_intrinsic_or(_step_and_accumulate_numpy)
+def _step_and_accumulate(typingctx, row, start, count, lr_delta, z, x, x_next, lr_alpha,
+                         registers, masked):
+    """For one block of lanes j of ``row`` from ``start`` (see _Block):
+    ``w = row[j] - lr_alpha * row[j] - x * lr_delta[j]``, stored back, then
+    ``z[j] += x_next * w`` -- three fused multiply-adds per vector."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        row_, start_, count_, lr_delta_, z_, x_, x_next_, lr_alpha_ = [
+            context.cast(builder, value, type_, row.dtype) if i >= 5 else value
+            for i, (value, type_) in enumerate(zip(args[:8], sig.args))]
+        block = _Block(context, builder, row.dtype, registers, masked, count_)
+        w = block.load(sig.args[0], row_, start_)
+        w = block.fma(builder.fneg(block.splat(lr_alpha_)), w, w)
+        w = block.fma(builder.fneg(block.splat(x_)),
+                      block.load(sig.args[3], lr_delta_, block.zero, whole=True), w)
+        block.store(w, sig.args[0], row_, start_)
+        z_sum = block.fma(block.splat(x_next_), w,
+                          block.load(sig.args[4], z_, block.zero, whole=True))
+        block.store(z_sum, sig.args[4], z_, block.zero, whole=True)
+        return context.get_dummy_value()
+    return (types.none(row, start, count, lr_delta, z, x, x_next, lr_alpha, registers, masked),
+            codegen)
+
+
+def _prefetch_numpy(array, index):
+    pass
+
+
+@_intrinsic_or(_prefetch_numpy)
+def _prefetch(typingctx, array, index):
+    """Ask the CPU to start loading the cache line that holds ``array[index]`` (1-D)."""
+    def codegen(context, builder, sig, args):
+        data = make_array(sig.args[0])(context, builder, value=args[0]).data
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), byte), i32(0), i32(3),
+                          i32(1)])
+        return context.get_dummy_value()
+    return types.none(array, index), codegen
+
+
+@view
+def _prefetch_row(row):
+    for j in range(0, row.size, CACHE_LINE_BYTES // row.itemsize):
+        _prefetch(row, j)
 
 
 @kernel
@@ -249,29 +481,57 @@ def _backprop_step_narrow(W, VW, a, delta, delta_prev, lr, alpha, momentum, nest
                 W[k, j] = _step(w, a[k] * dj + alpha * w, VW[k], j, lr, momentum, nesterov)
 
 
-@kernel
+@view
+def _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, start, count,
+                            registers, masked):
+    """_step_first_and_forward without momentum for the ``count`` columns from ``start``, at
+    most a block of ``registers`` SIMD registers (fewer only if ``masked``). The block's z and
+    lr * delta stay in registers while it runs down the rows of W."""
+    z = _lane_buffer(W, registers)
+    lr_delta = _lane_buffer(W, registers)
+    _load_scaled(z, b, start, count, 1, registers, masked)
+    _load_scaled(lr_delta, delta, start, count, lr, registers, masked)
+    for k in range(x.size):
+        _step_and_accumulate(W[k], start, count, lr_delta, z, x[k], x_next[k], lr * alpha,
+                             registers, masked)
+    _store_block(z_next, start, count, z, registers, masked)
+
+
+@view
 def _step_first_and_forward(W, b, VW, vb, x, delta, x_next, z_next, lr, alpha, momentum,
                             nesterov):
     """The first layer's SGD step for sample x fused with its forward pass for the next
-    sample: each weight is read once, updated, and used at once for z_next = x_next @ W + b."""
+    sample: each weight is read once, updated, and used at once for z_next = x_next @ W + b.
+
+    Without momentum the update is ``w - lr*alpha * w - x[k] * (lr*delta[j])`` and z
+    accumulates ``x_next[k] * w``, all in fused multiply-adds: the reference's arithmetic up to
+    rounding (one rounding per multiply-add instead of two)."""
     _step_biases(b, vb, delta, lr, momentum, nesterov)
-    for j in range(b.size):
-        z_next[j] = b[j]
-    for k in range(x.size):
-        xk = x[k]
-        xn = x_next[k]
-        # As in _backprop_step: a velocity-free loop for the common case, so it vectorizes.
-        if momentum == 0:
+    if momentum != 0:
+        for j in range(b.size):
+            z_next[j] = b[j]
+        for k in range(x.size):
+            xn = x_next[k]
             for j in range(delta.size):
-                w = W[k, j] - lr * (xk * delta[j] + alpha * W[k, j])
-                W[k, j] = w
-                z_next[j] += xn * w
-        else:
-            for j in range(delta.size):
-                w = _step(W[k, j], xk * delta[j] + alpha * W[k, j], VW[k], j, lr, momentum,
+                w = _step(W[k, j], x[k] * delta[j] + alpha * W[k, j], VW[k], j, lr, momentum,
                           nesterov)
                 W[k, j] = w
                 z_next[j] += xn * w
+        return
+    # Blocks of four registers while they fit (fewer passes over x), then of one register,
+    # then one masked block for the last few columns.
+    lanes = REGISTER_BYTES // W.itemsize
+    n = delta.size
+    j = 0
+    while n - j >= 4 * lanes:
+        _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, 4 * lanes, 4,
+                                False)
+        j += 4 * lanes
+    while n - j >= lanes:
+        _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, lanes, 1, False)
+        j += lanes
+    if j < n:
+        _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, n - j, 1, True)
 
 
 @kernel
@@ -340,6 +600,10 @@ def _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum
         # The last sample's fused forward pass computes an unused z for order[0]: one wasted
         # forward pass per epoch buys a branch-free inner loop.
         next_i = order[s + 1] if s + 1 < order.size else order[0]
+        # Rows come in shuffled order, so the hardware cannot guess the next-but-one row:
+        # without this hint its load latency stalls every sample (~25% at 30-16-1).
+        if s + 2 < order.size:
+            _prefetch_row(X[order[s + 2]])
         _step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0, lr, alpha,
                                 momentum, nesterov)
     return total

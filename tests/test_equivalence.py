@@ -109,6 +109,21 @@ def test_sgd_epoch_trajectories_match_for_any_shape(n_samples, n_features, hidde
                            OPTIMIZERS[optimizer], activation, code)
 
 
+@pytest.mark.parametrize("width", [3, 8, 32, 83])
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_per_sample_first_layer_blocks_match(width, alpha, dtype):
+    """Without momentum the compiled first layer runs in blocks of four SIMD registers, then
+    of one, then one masked partial block. With 8 float64 or 16 float32 lanes per register
+    these widths reach every combination (83 = 2x32 + 2x8 + 3 = 64 + 16 + 3)."""
+    dtype = DTYPES[dtype]
+    X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=1)
+    Y = make_targets("binary", N_SAMPLES, dtype, seed=2)
+    network = make_network([N_FEATURES, width, 1], dtype, seed=3)
+    assert_same_trajectory(network, X, Y, epoch_orders("permutation", N_SAMPLES, seed=4), 1,
+                           (0.1, 0.0, False, alpha), "relu", OUTPUTS["binary"][0])
+
+
 def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activation, code):
     """Both backends train ``network`` epoch by epoch from the same start; their losses,
     parameters and momentum agree after every epoch."""
