@@ -16,7 +16,7 @@ from ._validation import (check_labels, check_params, check_X, check_y, feature_
 from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
-from .kernels.layout import make_layout, unpack
+from .kernels.layout import aligned_copy, is_aligned, make_layout, unpack
 
 HIDDEN_CODES = {"identity": codes.IDENTITY, "linear": codes.IDENTITY,
                 "logistic": codes.LOGISTIC, "sigmoid": codes.LOGISTIC,
@@ -346,7 +346,7 @@ class FastMLP(ClassifierBase):
         initialize(params, layout, self.init, self.activation, rng)
         fitted = dict(classes_=classes, _kind=kind, _dtype=X.dtype, n_features_in_=X.shape[1],
                       _layout=layout, _n_units=n_units, _rng=rng,
-                      _params=params.astype(X.dtype), _velocity=np.zeros(n_params, X.dtype),
+                      _params=aligned_copy(params.astype(X.dtype)), _velocity=np.zeros(n_params, X.dtype),
                       loss_curve_=[], n_iter_=0, t_=0, _no_improvement_count=0,
                       best_loss_=np.inf, validation_scores_=None, best_validation_score_=None)
         if names is not None:
@@ -420,6 +420,9 @@ class FastMLP(ClassifierBase):
         lr, alpha, momentum = T(self.learning_rate_init), T(self.alpha), T(self.momentum)
         nesterov = bool(self.nesterovs_momentum)
         hidden, output = HIDDEN_CODES[self.activation], self._output_code
+        if not is_aligned(self._params):
+            # Loaded or unpickled: NumPy gives no alignment, and the kernels want a cache line.
+            self._params = aligned_copy(self._params)
         params, velocity, layout = self._params, self._velocity, self._layout
         grad = np.empty_like(params)
         scratch = np.empty(2 * self._n_units, dtype=self._dtype)

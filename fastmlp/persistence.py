@@ -35,7 +35,7 @@ from ._version import __version__
 from ._validation import check_params, hidden_sizes
 from .classifier import FastMLP
 from .kernels.codes import FAN_IN, FAN_OUT
-from .kernels.layout import make_layout, unpack
+from .kernels.layout import aligned_copy, make_layout, unpack
 
 FORMAT = "fastmlp-model"
 FORMAT_VERSION = 1
@@ -450,7 +450,7 @@ def _build(metadata: dict, arrays: dict) -> FastMLP:
         est.feature_names_in_ = arrays["feature_names"].astype(object)
     est._layout = layout
     est._n_units = int(layout[:, FAN_OUT].sum())
-    est._params = arrays["params"]
+    est._params = aligned_copy(arrays["params"])
     est._velocity = arrays["velocity"]
     est._rng = rng
     est.loss_curve_ = arrays["loss_curve"].tolist()

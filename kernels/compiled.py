@@ -36,8 +36,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-from .codes import (B_OFF, FAN_IN, FAN_OUT, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH, UNIT_OFF,
-                    W_OFF)
+from .codes import (B_OFF, CACHE_LINE_BYTES, FAN_IN, FAN_OUT, LOGISTIC, RELU, SIGMOID, SOFTMAX,
+                    TANH, UNIT_OFF, W_OFF)
 
 kernel = njit(cache=True, nogil=True, _nrt=False)
 view = njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -54,7 +54,6 @@ NARROW = 4
 # since a stack slot provably aliases nothing), and one call updates a block of a weight row.
 
 REGISTER_BYTES = 64  # one AVX-512 register; narrower CPUs split each vector op in two
-CACHE_LINE_BYTES = 64
 
 
 def _lanes(dtype) -> int:
@@ -170,6 +169,19 @@ def _lane_buffer(typingctx, like, registers):
     return array_type(like, registers), codegen
 
 
+def _lanes_numpy(like):
+    return _lanes(like.dtype)
+
+
+@_intrinsic_or(_lanes_numpy)
+def _lanes_in(typingctx, like):
+    """How many elements of ``like``'s dtype one SIMD register holds (a compile-time constant,
+    where ``REGISTER_BYTES // like.itemsize`` would divide at run time)."""
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.intp, _lanes(like.dtype))
+    return types.intp(like), codegen
+
+
 def _load_scaled_numpy(buffer, array, start, count, scale, registers, masked):
     buffer[:] = 0
     buffer[:count] = scale * array[start:start + count]
@@ -244,30 +256,31 @@ def _step_and_accumulate(typingctx, row, start, count, lr_delta, z, x, x_next, l
             codegen)
 
 
-def _prefetch_numpy(array, index):
+def _prefetch_numpy(array, byte_offset):
     pass
 
 
 @_intrinsic_or(_prefetch_numpy)
-def _prefetch(typingctx, array, index):
-    """Ask the CPU to start loading the cache line that holds ``array[index]`` (1-D)."""
+def _prefetch(typingctx, array, byte_offset):
+    """Ask the CPU to start loading the cache line ``byte_offset`` bytes into ``array``'s
+    data."""
     def codegen(context, builder, sig, args):
-        data = make_array(sig.args[0])(context, builder, value=args[0]).data
         byte = ir.IntType(8).as_pointer()
+        data = builder.bitcast(make_array(sig.args[0])(context, builder, value=args[0]).data,
+                               byte)
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]),
             "llvm.prefetch.p0i8")
-        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), byte), i32(0), i32(3),
-                          i32(1)])
+        builder.call(fn, [builder.gep(data, [args[1]]), i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
-    return types.none(array, index), codegen
+    return types.none(array, byte_offset), codegen
 
 
 @view
 def _prefetch_row(row):
-    for j in range(0, row.size, CACHE_LINE_BYTES // row.itemsize):
-        _prefetch(row, j)
+    for offset in range(0, row.size * row.itemsize, CACHE_LINE_BYTES):
+        _prefetch(row, offset)
 
 
 @kernel
@@ -518,16 +531,22 @@ def _step_first_and_forward(W, b, VW, vb, x, delta, x_next, z_next, lr, alpha, m
                 W[k, j] = w
                 z_next[j] += xn * w
         return
-    # Blocks of four registers while they fit (fewer passes over x), then of one register,
-    # then one masked block for the last few columns.
-    lanes = REGISTER_BYTES // W.itemsize
+    # Blocks of four registers while they fit (fewer passes over x), then at most one of two
+    # and one of one, then one masked block for the last few columns. Each block's z is one
+    # chain of multiply-adds down the rows, so a block of two hides latency a block of one
+    # would wait for.
+    lanes = _lanes_in(W)
     n = delta.size
     j = 0
     while n - j >= 4 * lanes:
         _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, 4 * lanes, 4,
                                 False)
         j += 4 * lanes
-    while n - j >= lanes:
+    if n - j >= 2 * lanes:
+        _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, 2 * lanes, 2,
+                                False)
+        j += 2 * lanes
+    if n - j >= lanes:
         _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, lanes, 1, False)
         j += lanes
     if j < n:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .codes import B_OFF, FAN_IN, FAN_OUT, LAYOUT_COLUMNS, UNIT_OFF, W_OFF
+from .codes import B_OFF, CACHE_LINE_BYTES, FAN_IN, FAN_OUT, LAYOUT_COLUMNS, UNIT_OFF, W_OFF
 
 
 def make_layout(sizes):
@@ -35,3 +35,17 @@ def unpack(params, layout):
         coefs.append(params[w_off:b_off].reshape(fan_in, fan_out))
         intercepts.append(params[b_off:b_off + fan_out])
     return coefs, intercepts
+
+
+def is_aligned(array) -> bool:
+    return array.ctypes.data % CACHE_LINE_BYTES == 0
+
+
+def aligned_copy(array):
+    """A 1-D copy of ``array`` whose data starts on a cache-line boundary."""
+    itemsize = array.dtype.itemsize
+    raw = np.empty(array.size + CACHE_LINE_BYTES // itemsize, dtype=array.dtype)
+    start = (-raw.ctypes.data % CACHE_LINE_BYTES) // itemsize
+    copy = raw[start:start + array.size]
+    copy[:] = array.ravel()
+    return copy

@@ -13,6 +13,7 @@ import pytest
 
 import fastmlp
 from fastmlp import FastMLP, persistence
+from fastmlp.kernels.layout import is_aligned
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
 
@@ -412,3 +413,22 @@ def test_a_parameter_missing_from_the_metadata_is_refused(saved, param):
     del metadata["params"][param]
     rewrite(saved, metadata=json.dumps(metadata))
     assert param in load_error(saved)
+
+
+def test_trained_loaded_and_unpickled_parameters_start_on_a_cache_line(tmp_path):
+    """The kernels stream weight rows in 64-byte vectors: the buffer is aligned when created
+    and when loaded, and an unpickled model (NumPy's own alignment) is realigned before it
+    trains, without changing its training."""
+    X, y = data()
+    model = FastMLP(hidden_layer_sizes=(8,), max_iter=2, tol=0, random_state=0).fit(X, y)
+    assert is_aligned(model._params)
+    model.save(tmp_path / "model.npz")
+    assert is_aligned(fastmlp.load(tmp_path / "model.npz")._params)
+    clone = pickle.loads(pickle.dumps(model))
+    misaligned = np.empty(clone._params.size + 1)[1:]
+    misaligned[:] = clone._params
+    clone._params = misaligned
+    clone.partial_fit(X, y)
+    model.partial_fit(X, y)
+    assert is_aligned(clone._params)
+    assert_same_state(model, clone)
