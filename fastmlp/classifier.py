@@ -346,7 +346,7 @@ class FastMLP(ClassifierBase):
         initialize(params, layout, self.init, self.activation, rng)
         fitted = dict(classes_=classes, _kind=kind, _dtype=X.dtype, n_features_in_=X.shape[1],
                       _layout=layout, _n_units=n_units, _rng=rng,
-                      _params=aligned_copy(params.astype(X.dtype)), _velocity=np.zeros(n_params, X.dtype),
+                      _params=params.astype(X.dtype), _velocity=np.zeros(n_params, X.dtype),
                       loss_curve_=[], n_iter_=0, t_=0, _no_improvement_count=0,
                       best_loss_=np.inf, validation_scores_=None, best_validation_score_=None)
         if names is not None:
@@ -421,7 +421,9 @@ class FastMLP(ClassifierBase):
         nesterov = bool(self.nesterovs_momentum)
         hidden, output = HIDDEN_CODES[self.activation], self._output_code
         if not is_aligned(self._params):
-            # Loaded or unpickled: NumPy gives no alignment, and the kernels want a cache line.
+            # The kernels want the buffer on a cache line, and NumPy does not promise one.
+            # Before the first epoch nothing holds views of it (a loaded model is aligned on
+            # load, so its coefs_ stay views of the trained buffer).
             self._params = aligned_copy(self._params)
         params, velocity, layout = self._params, self._velocity, self._layout
         grad = np.empty_like(params)

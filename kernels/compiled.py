@@ -239,9 +239,9 @@ def _step_and_accumulate(typingctx, row, start, count, lr_delta, z, x, x_next, l
         return None
 
     def codegen(context, builder, sig, args):
-        row_, start_, count_, lr_delta_, z_, x_, x_next_, lr_alpha_ = [
-            context.cast(builder, value, type_, row.dtype) if i >= 5 else value
-            for i, (value, type_) in enumerate(zip(args[:8], sig.args))]
+        row_, start_, count_, lr_delta_, z_ = args[:5]
+        x_, x_next_, lr_alpha_ = (context.cast(builder, value, type_, row.dtype)
+                                  for value, type_ in zip(args[5:8], sig.args[5:8]))
         block = _Block(context, builder, row.dtype, registers, masked, count_)
         w = block.load(sig.args[0], row_, start_)
         w = block.fma(builder.fneg(block.splat(lr_alpha_)), w, w)
