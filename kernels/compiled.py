@@ -26,7 +26,8 @@ sample ``i + 1``. That fused layer (most of the work in a one-hidden-layer net) 
 with a few LLVM intrinsics (the "SIMD building blocks" below) because Numba cannot express
 what makes it fast: pre-activations held in registers across the rows of W, and fused
 multiply-adds. Its arithmetic is the reference's up to rounding; every other update is the
-reference's, in the reference's order.
+reference's, in the reference's order. Prediction (``forward``) uses the same building blocks
+for tiles of rows.
 """
 
 import numpy as np
@@ -84,13 +85,15 @@ def _literal_block(registers, masked) -> bool:
 
 
 class _Block:
-    """Code generation for one block of ``registers`` SIMD registers of ``dtype`` lanes,
-    starting at element ``start`` of 1-D arrays; with ``masked``, only the first ``count``
-    lanes are read from or written to arrays (the others read as zero)."""
+    """Code generation for one block of ``registers`` SIMD registers of ``dtype`` lanes, read
+    from or written to consecutive elements of an array's last dimension; with ``masked``,
+    only the first ``count`` lanes are read from or written to arrays (the others read as
+    zero)."""
 
     def __init__(self, context, builder, dtype, registers, masked, count):
         self.context = context
         self.builder = builder
+        self.dtype = dtype
         self.item = context.get_data_type(dtype)
         self.n = _lanes(dtype) * registers.literal_value
         self.vector = ir.VectorType(self.item, self.n)
@@ -109,9 +112,24 @@ class _Block:
         return self.builder.shuffle_vector(lane0, lane0, ir.Constant(
             ir.VectorType(ir.IntType(32), self.n), [0] * self.n))
 
-    def _pointer(self, array_type, array, start):
-        data = make_array(array_type)(self.context, self.builder, value=array).data
-        return self.builder.bitcast(self.builder.gep(data, [start]), self.vector.as_pointer())
+    def _element(self, array_type, array, index):
+        """The address of element ``index`` (one index, or a list of one per dimension)."""
+        ary = make_array(array_type)(self.context, self.builder, value=array)
+        dims = array_type.ndim
+        return cgutils.get_item_pointer2(
+            self.context, self.builder, data=ary.data,
+            shape=cgutils.unpack_tuple(self.builder, ary.shape, dims),
+            strides=cgutils.unpack_tuple(self.builder, ary.strides, dims),
+            layout=array_type.layout, inds=index if isinstance(index, list) else [index])
+
+    def _pointer(self, array_type, array, index):
+        return self.builder.bitcast(self._element(array_type, array, index),
+                                    self.vector.as_pointer())
+
+    def scalar(self, array_type, array, index):
+        """Element ``index`` of ``array``, in the block's dtype."""
+        value = self.builder.load(self._element(array_type, array, index))
+        return self.context.cast(self.builder, value, array_type.dtype, self.dtype)
 
     def _masked_intrinsic(self, name, return_type, pointer):
         i32 = ir.IntType(32)
@@ -122,17 +140,17 @@ class _Block:
             self.builder.module, ir.FunctionType(return_type, operands),
             f"llvm.masked.{name}.v{self.n}{self.item.intrinsic_name}.p0"), i32(self.align)
 
-    def load(self, array_type, array, start, whole=False):
-        """The block of ``array`` from ``start``; ``whole`` for a stack buffer (never masked)."""
-        pointer = self._pointer(array_type, array, start)
+    def load(self, array_type, array, index, whole=False):
+        """The block of ``array`` from ``index``; ``whole`` for a stack buffer (never masked)."""
+        pointer = self._pointer(array_type, array, index)
         if self.mask is None or whole:
             return self.builder.load(pointer, align=self.align)
         load, align = self._masked_intrinsic("load", self.vector, pointer)
         return self.builder.call(load, [pointer, align, self.mask,
                                         ir.Constant(self.vector, None)])
 
-    def store(self, value, array_type, array, start, whole=False):
-        pointer = self._pointer(array_type, array, start)
+    def store(self, value, array_type, array, index, whole=False):
+        pointer = self._pointer(array_type, array, index)
         if self.mask is None or whole:
             self.builder.store(value, pointer, align=self.align)
             return
@@ -254,6 +272,40 @@ def _step_and_accumulate(typingctx, row, start, count, lr_delta, z, x, x_next, l
         return context.get_dummy_value()
     return (types.none(row, start, count, lr_delta, z, x, x_next, lr_alpha, registers, masked),
             codegen)
+
+
+def _dense_tile_numpy(Z, A, W, b, row, start, count, rows, registers, masked):
+    columns = slice(start, start + count)
+    Z[row:row + rows, columns] = A[row:row + rows] @ W[:, columns] + b[columns]
+
+
+@_intrinsic_or(_dense_tile_numpy)
+def _dense_tile(typingctx, Z, A, W, b, row, start, count, rows, registers, masked):
+    """``Z[row + r, j] = b[j] + sum over k of A[row + r, k] * W[k, j]`` for the ``rows`` (a
+    literal) rows of a tile and one block of columns j from ``start`` (see _Block), terms
+    added in the order of k. The tile's sums stay in registers down the rows of W, and each
+    vector of W loaded serves every row of the tile."""
+    if not (_literal_block(registers, masked) and isinstance(rows, types.IntegerLiteral)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        Z_, A_, W_, b_ = args[:4]
+        row_, start_, count_ = (context.cast(builder, value, type_, types.intp)
+                                for value, type_ in zip(args[4:7], sig.args[4:7]))
+        block = _Block(context, builder, W.dtype, registers, masked, count_)
+        bias = block.load(sig.args[3], b_, start_)
+        sums = [cgutils.alloca_once_value(builder, bias) for _ in range(rows.literal_value)]
+        tile_rows = [builder.add(row_, row_.type(r)) for r in range(rows.literal_value)]
+        W_rows = builder.extract_value(make_array(sig.args[2])(context, builder, W_).shape, 0)
+        with cgutils.for_range(builder, W_rows) as loop:
+            w = block.load(sig.args[2], W_, [loop.index, start_])
+            for total, r in zip(sums, tile_rows):
+                a = block.splat(block.scalar(sig.args[1], A_, [r, loop.index]))
+                builder.store(block.fma(a, w, builder.load(total)), total)
+        for total, r in zip(sums, tile_rows):
+            block.store(builder.load(total), sig.args[0], Z_, [r, start_])
+        return context.get_dummy_value()
+    return types.none(Z, A, W, b, row, start, count, rows, registers, masked), codegen
 
 
 def _prefetch_numpy(array, byte_offset):
@@ -716,6 +768,40 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
     return total / order.size
 
 
+@view
+def _dense_columns(W, b, A, Z, start, count, registers, masked):
+    """Columns ``start:start + count`` (one block, see _Block) of ``Z = A @ W + b``, in tiles
+    of four rows (sixteen registers of sums at most) and then single rows."""
+    r = 0
+    while A.shape[0] - r >= 4:
+        _dense_tile(Z, A, W, b, r, start, count, 4, registers, masked)
+        r += 4
+    while r < A.shape[0]:
+        _dense_tile(Z, A, W, b, r, start, count, 1, registers, masked)
+        r += 1
+
+
+@view
+def _dense_rows(W, b, A, Z):
+    """Z = A @ W + b for a block of rows: column blocks of four registers while they fit, then
+    at most one of two and one of one, then one masked block, as in the first layer's fused
+    step."""
+    lanes = _lanes_in(W)
+    n = W.shape[1]
+    j = 0
+    while n - j >= 4 * lanes:
+        _dense_columns(W, b, A, Z, j, 4 * lanes, 4, False)
+        j += 4 * lanes
+    if n - j >= 2 * lanes:
+        _dense_columns(W, b, A, Z, j, 2 * lanes, 2, False)
+        j += 2 * lanes
+    if n - j >= lanes:
+        _dense_columns(W, b, A, Z, j, lanes, 1, False)
+        j += lanes
+    if j < n:
+        _dense_columns(W, b, A, Z, j, n - j, 1, True)
+
+
 @kernel
 def forward(params, layout, X, hidden_activation, output_activation, scratch, out):
     """Write the network's outputs for the rows of ``X`` into ``out``: probabilities for
@@ -723,8 +809,10 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
     spread row blocks over threads.
 
     Rows go through the network in blocks of as many rows as ``scratch`` holds activation
-    vectors, layer by layer: each weight row is loaded once per block rather than once per
-    sample. Terms are added in the same order as for a single sample."""
+    vectors, layer by layer, and each layer in register tiles (_dense_rows): a tile's sums stay
+    in registers, and each vector of weights loaded serves four rows. Terms are added in the
+    same order as for a single sample, each product and sum rounded once (fused
+    multiply-add)."""
     last = layout.shape[0] - 1
     n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
     block = max(1, scratch.size // n_units)
@@ -741,14 +829,7 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
             else:
                 prev = layout[layer - 1, UNIT_OFF]
                 A = scratch[rows * prev:rows * u_off].reshape((rows, u_off - prev))
-            for r in range(rows):
-                for j in range(fan_out):
-                    Z[r, j] = b[j]
-            for k in range(W.shape[0]):
-                for r in range(rows):
-                    ark = A[r, k]
-                    for j in range(fan_out):
-                        Z[r, j] += ark * W[k, j]
+            _dense_rows(W, b, A, Z)
             if layer < last:
                 _activate(scratch[rows * u_off:rows * (u_off + fan_out)], hidden_activation)
             else:
