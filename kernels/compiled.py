@@ -547,11 +547,32 @@ def _backprop_step_narrow(W, VW, a, delta, delta_prev, lr, alpha, momentum, nest
 
 
 @view
-def _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, start, count,
-                            registers, masked):
-    """_step_first_and_forward without momentum for the ``count`` columns from ``start``, at
-    most a block of ``registers`` SIMD registers (fewer only if ``masked``). The block's z and
-    lr * delta stay in registers while it runs down the rows of W."""
+def _in_column_blocks(block, n, lanes, operands):
+    """Call ``block(operands, start, count, registers, masked)`` over columns 0..n: blocks of
+    four registers (of ``lanes`` elements) while they fit, since each block is one pass over
+    the rows of a weight matrix; then at most one of two and one of one, then one masked block
+    for the last few columns. ``block`` is a view, compiled once per literal block size."""
+    j = 0
+    while n - j >= 4 * lanes:
+        block(operands, j, 4 * lanes, 4, False)
+        j += 4 * lanes
+    if n - j >= 2 * lanes:
+        block(operands, j, 2 * lanes, 2, False)
+        j += 2 * lanes
+    if n - j >= lanes:
+        block(operands, j, lanes, 1, False)
+        j += lanes
+    if j < n:
+        block(operands, j, n - j, 1, True)
+
+
+@view
+def _step_and_forward_block(operands, start, count, registers, masked):
+    """_step_first_and_forward without momentum (``operands`` are its arguments from W to
+    alpha) for the ``count`` columns from ``start``, at most a block of ``registers`` SIMD
+    registers (fewer only if ``masked``). The block's z and lr * delta stay in registers while
+    it runs down the rows of W."""
+    W, b, x, delta, x_next, z_next, lr, alpha = operands
     z = _lane_buffer(W, registers)
     lr_delta = _lane_buffer(W, registers)
     _load_scaled(z, b, start, count, 1, registers, masked)
@@ -583,26 +604,10 @@ def _step_first_and_forward(W, b, VW, vb, x, delta, x_next, z_next, lr, alpha, m
                 W[k, j] = w
                 z_next[j] += xn * w
         return
-    # Blocks of four registers while they fit (fewer passes over x), then at most one of two
-    # and one of one, then one masked block for the last few columns. Each block's z is one
-    # chain of multiply-adds down the rows, so a block of two hides latency a block of one
-    # would wait for.
-    lanes = _lanes_in(W)
-    n = delta.size
-    j = 0
-    while n - j >= 4 * lanes:
-        _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, 4 * lanes, 4,
-                                False)
-        j += 4 * lanes
-    if n - j >= 2 * lanes:
-        _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, 2 * lanes, 2,
-                                False)
-        j += 2 * lanes
-    if n - j >= lanes:
-        _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, lanes, 1, False)
-        j += lanes
-    if j < n:
-        _step_and_forward_block(W, b, x, delta, x_next, z_next, lr, alpha, j, n - j, 1, True)
+    # Each block's z is one chain of multiply-adds down the rows, so the wider blocks of
+    # _in_column_blocks also hide latency a block of one register would wait for.
+    _in_column_blocks(_step_and_forward_block, delta.size, _lanes_in(W),
+                      (W, b, x, delta, x_next, z_next, lr, alpha))
 
 
 @kernel
@@ -769,9 +774,11 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
 
 
 @view
-def _dense_columns(W, b, A, Z, start, count, registers, masked):
-    """Columns ``start:start + count`` (one block, see _Block) of ``Z = A @ W + b``, in tiles
-    of four rows (sixteen registers of sums at most) and then single rows."""
+def _dense_columns(operands, start, count, registers, masked):
+    """Columns ``start:start + count`` (one block, see _Block) of ``Z = A @ W + b`` for
+    ``operands = (W, b, A, Z)``, in tiles of four rows (sixteen registers of sums at most)
+    and then single rows."""
+    W, b, A, Z = operands
     r = 0
     while A.shape[0] - r >= 4:
         _dense_tile(Z, A, W, b, r, start, count, 4, registers, masked)
@@ -783,23 +790,8 @@ def _dense_columns(W, b, A, Z, start, count, registers, masked):
 
 @view
 def _dense_rows(W, b, A, Z):
-    """Z = A @ W + b for a block of rows: column blocks of four registers while they fit, then
-    at most one of two and one of one, then one masked block, as in the first layer's fused
-    step."""
-    lanes = _lanes_in(W)
-    n = W.shape[1]
-    j = 0
-    while n - j >= 4 * lanes:
-        _dense_columns(W, b, A, Z, j, 4 * lanes, 4, False)
-        j += 4 * lanes
-    if n - j >= 2 * lanes:
-        _dense_columns(W, b, A, Z, j, 2 * lanes, 2, False)
-        j += 2 * lanes
-    if n - j >= lanes:
-        _dense_columns(W, b, A, Z, j, lanes, 1, False)
-        j += lanes
-    if j < n:
-        _dense_columns(W, b, A, Z, j, n - j, 1, True)
+    """Z = A @ W + b for a block of rows, in the column blocks of _in_column_blocks."""
+    _in_column_blocks(_dense_columns, W.shape[1], _lanes_in(W), (W, b, A, Z))
 
 
 @kernel
