@@ -30,12 +30,13 @@ def feature_names(X):
     return None
 
 
-def check_X(X, name: str, dtype=None) -> np.ndarray:
+def check_X(X, name: str, dtype=None, *, return_abs_max: bool = False):
     """X as a C-contiguous 2-D float array with finite values.
 
     float32 stays float32 and float64 stays float64 (no copy when already C-contiguous);
     anything else numeric becomes float64, or ``dtype`` when given (prediction uses the
-    network's dtype).
+    network's dtype). With ``return_abs_max``, returns ``(X, largest |value| in X)``: the
+    finiteness check finds it anyway, and training bounds the network's outputs with it.
     """
     if X is None:
         raise ValueError(f"{name} requires X to be passed, but X is None.")
@@ -74,9 +75,11 @@ def check_X(X, name: str, dtype=None) -> np.ndarray:
     if dtype is None:
         native = array.dtype.newbyteorder("=")
         dtype = native if native in FLOAT_DTYPES else np.float64
-    # A value beyond the target dtype's range becomes inf, which _check_finite names.
+    # A value beyond the target dtype's range becomes inf, which the finiteness check names.
     with np.errstate(over="ignore"):
         array = np.ascontiguousarray(array, dtype=dtype)
+    if return_abs_max:
+        return array, _finite_abs_max(array, "X")
     _check_finite(array, "X")
     return array
 
@@ -86,8 +89,23 @@ def _check_finite(array, what: str) -> None:
     # only when it is not do we look element by element.
     with np.errstate(over="ignore", invalid="ignore"):    # finite values may sum to inf
         total = array.sum()
-    if np.isfinite(total):
-        return
+    if not np.isfinite(total):
+        _refuse_non_finite(array, what)
+
+
+def _finite_abs_max(array, what: str) -> float:
+    """The largest absolute value of a non-empty float array whose values must be finite.
+    NaN propagates through max and min, and an infinity is one of them, so the two passes
+    that give the range also decide finiteness: training needs the range, and a separate
+    sum would be a third pass. (Where only the check is wanted, the sum is one pass.)"""
+    high, low = float(array.max()), float(array.min())
+    if not (math.isfinite(high) and math.isfinite(low)):
+        _refuse_non_finite(array, what)
+    return max(high, -low)
+
+
+def _refuse_non_finite(array, what: str) -> None:
+    """Raise a ValueError naming NaN or infinity in ``array``, if it holds any."""
     if np.isnan(array).any():
         raise ValueError(f"Input {what} contains NaN.")
     if np.isinf(array).any():

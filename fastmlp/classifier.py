@@ -44,21 +44,21 @@ def _make_rng(random_state) -> np.random.Generator:
     return np.random.default_rng(random_state)
 
 
-def _overflow_bound(layout, activation: str, X):
-    """A cheap test that the network's forward pass on the training data X cannot overflow:
-    ``cannot_overflow(params)`` bounds the outputs from the largest |weight or bias| w, in
-    one pass over the weights instead of one over the data. A layer's pre-activations are at
-    most fan_in * w * (its largest |input|) + w, logistic and tanh units at most 1; keeping
-    the bound below a quarter of the dtype's largest float leaves room for rounding. When the
-    test cannot promise, the caller runs the forward pass itself."""
-    x_bound = max(float(X.max()), -float(X.min()))
+def _overflow_bound(layout, activation: str, x_abs_max: float, dtype):
+    """A cheap test that the network's forward pass on the training data X (of ``dtype``,
+    largest |feature| ``x_abs_max``) cannot overflow: ``cannot_overflow(params)`` bounds the
+    outputs from the largest |weight or bias| w, in one pass over the weights instead of one
+    over the data. A layer's pre-activations are at most fan_in * w * (its largest |input|)
+    + w, logistic and tanh units at most 1; keeping the bound below a quarter of the dtype's
+    largest float leaves room for rounding. When the test cannot promise, the caller runs
+    the forward pass itself."""
     fan_ins = [int(fan_in) for fan_in in layout[:, codes.FAN_IN]]
     squashing = activation in ("logistic", "sigmoid", "tanh")
-    limit = float(np.finfo(X.dtype).max) / 4
+    limit = float(np.finfo(dtype).max) / 4
 
     def cannot_overflow(params) -> bool:
         w = float(np.abs(params).max())     # NaN when any weight is, and then the bound
-        bound = x_bound
+        bound = x_abs_max
         for layer, fan_in in enumerate(fan_ins):
             if layer and squashing:
                 bound = 1.0
@@ -279,7 +279,8 @@ class FastMLP(ClassifierBase):
         name = type(self).__name__
         fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
         names = feature_names(X)
-        X = check_X(X, name, dtype=None if fresh else self._dtype)
+        X, x_abs_max = check_X(X, name, dtype=None if fresh else self._dtype,
+                               return_abs_max=True)
         y = check_y(y, name, X.shape[0])
         if self.early_stopping and not incremental:
             self._validation_size(X.shape[0])
@@ -296,7 +297,7 @@ class FastMLP(ClassifierBase):
             Y = _targets.encode(y, self.classes_, self._kind, self._dtype)
             if not incremental:
                 self._velocity[:] = 0
-        self._train(X, Y, y, n_epochs=1 if incremental else self.max_iter,
+        self._train(X, Y, y, x_abs_max, n_epochs=1 if incremental else self.max_iter,
                     incremental=incremental)
         return self
 
@@ -357,12 +358,12 @@ class FastMLP(ClassifierBase):
         # new one.
         vars(self).update(fitted)
 
-    def _train(self, X, Y, y, n_epochs: int, incremental: bool) -> None:
+    def _train(self, X, Y, y, x_abs_max: float, n_epochs: int, incremental: bool) -> None:
         train_rows, validation = self._stopping_setup(X, y, early=self.early_stopping and
                                                       not incremental)
         run_epoch = self._epoch_runner(X, Y, len(train_rows))
         checkpoint = _Checkpoint(self)
-        cannot_overflow = _overflow_bound(self._layout, self.activation, X)
+        cannot_overflow = _overflow_bound(self._layout, self.activation, x_abs_max, X.dtype)
         bar = self._progress_bar(n_epochs) if self.verbose and not incremental else None
         stopped = False
         try:

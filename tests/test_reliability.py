@@ -19,6 +19,7 @@ from conftest import (BACKENDS, assert_relative_close, assert_same_weights, make
 
 import fastmlp.classifier
 from fastmlp import FastMLP
+from fastmlp._validation import check_X
 from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning, NotFittedError
 from fastmlp.kernels import codes
 from fastmlp.kernels.layout import make_layout
@@ -123,6 +124,64 @@ def test_bad_y_is_refused_by_name(no_training, y, error, match):
     with pytest.raises(error, match=match):
         FastMLP(hidden_layer_sizes=(3,)).fit(X_OK, y)
 
+
+
+NON_FINITE = {"nan": (np.nan, "contains NaN"), "inf": (np.inf, "contains infinity"),
+              "-inf": (-np.inf, "contains infinity"), "nan-and-inf": (None, "contains NaN")}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("value", NON_FINITE)
+@pytest.mark.parametrize("position", ["first", "middle", "last"])
+def test_non_finite_X_is_refused_by_every_training_call(monkeypatch, value, position, order,
+                                                        dtype):
+    # Training checks finiteness from X's range (which it needs anyway); prediction from its
+    # sum. Both must refuse NaN and infinity anywhere, with the same message.
+    X, y = make_labels("binary", 1003, seed=62)    # an odd size: values past the SIMD blocks
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=1, random_state=0),
+                        X.astype(dtype), y)
+    bad = np.array(X, dtype=dtype, order=order)
+    row = {"first": 0, "middle": 517, "last": -1}[position]
+    number, message = NON_FINITE[value]
+    if number is None:
+        bad[row, 1], bad[row - 2, 3] = np.inf, np.nan
+    else:
+        bad[row, 1] = number
+    forbid_training(monkeypatch)
+    calls = [lambda: FastMLP(hidden_layer_sizes=(3,)).fit(bad, y),
+             lambda: FastMLP(hidden_layer_sizes=(3,)).partial_fit(bad, y, classes=[3, 7]),
+             lambda: model.partial_fit(bad, y), lambda: model.predict(bad)]
+    messages = []
+    for call in calls:
+        with pytest.raises(ValueError, match=message) as error:
+            call()
+        messages.append(str(error.value))
+    assert len(set(messages)) == 1, messages
+
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16])
+@pytest.mark.parametrize("extreme", [-1e4, 1e4])
+def test_training_gets_the_largest_absolute_feature_from_the_check(dtype, extreme):
+    # The overflow bound starts from it: it must be exact, whichever sign holds the extreme.
+    X = np.asfortranarray(X_OK * 10)
+    X[7, 2] = extreme
+    X = X.astype(dtype)
+    checked, abs_max = check_X(X, "FastMLP", return_abs_max=True)
+    plain = check_X(X, "FastMLP")
+    assert checked.dtype == plain.dtype == (np.float64 if dtype == np.int16 else dtype)
+    np.testing.assert_array_equal(checked, plain)
+    assert abs_max == float(np.abs(checked).max()) == abs(float(checked[7, 2]))
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_finite_X_whose_sum_overflows_is_not_refused(dtype):
+    # Finite values only: fit accepts them (and then reports the divergence they cause).
+    X, y = make_labels("binary", 20, seed=63)
+    X = X.astype(dtype)
+    X[:, 0] = np.finfo(dtype).max / 2 * np.sign(X[:, 0])
+    with pytest.warns(DivergenceWarning):
+        FastMLP(hidden_layer_sizes=(3,), max_iter=1, random_state=0).fit(X, y)
 
 @pytest.mark.parametrize("case", ["x", "y"])
 def test_a_refused_fit_leaves_the_fitted_model_as_it_was(monkeypatch, case):
