@@ -2,6 +2,7 @@
 initial weights, and the seed notebooks' loan-approval scenario."""
 
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -18,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastmlp import FastMLP
+from fastmlp import FastMLP, _targets
 from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning, NotFittedError
 from fastmlp.initialization import initialize
 from fastmlp.kernels.layout import make_layout, unpack
@@ -193,6 +194,92 @@ def test_partial_fit_needs_classes_first_and_keeps_them():
     with pytest.raises(ValueError, match="classes"):
         model.partial_fit(X, y, classes=[3, 7])
 
+
+
+def general_encoding(monkeypatch, y, classes, kind, dtype) -> np.ndarray:
+    """The target matrix from the general (binary search) path, with the fast path off."""
+    with monkeypatch.context() as patch:
+        patch.setattr(_targets, "_codes_as_index", lambda y, classes: None)
+        return _targets.encode(y, classes, kind, dtype)
+
+
+def assert_same_array(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert (actual.dtype, actual.shape, actual.strides) == \
+        (expected.dtype, expected.shape, expected.strides)
+    assert actual.flags.c_contiguous and expected.flags.c_contiguous
+    np.testing.assert_array_equal(actual, expected)
+
+
+CODE_LABELS = {
+    "int64": lambda codes: codes,
+    "int8": lambda codes: codes.astype(np.int8),
+    "uint8": lambda codes: codes.astype(np.uint8),
+    "uint64": lambda codes: codes.astype(np.uint64),
+    "int32-strided": lambda codes: np.repeat(codes.astype(np.int32), 2)[::2],
+    "reversed": lambda codes: codes[::-1].copy()[::-1],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+@pytest.mark.parametrize("labels", CODE_LABELS)
+def test_label_codes_encode_as_the_general_path_does(monkeypatch, labels, n_classes, dtype):
+    # Integer labels 0..k-1 skip the binary search; the target matrix must be the same array.
+    codes = np.random.default_rng(48).integers(0, n_classes, 101)
+    y = CODE_LABELS[labels](codes)
+    kind = _targets.BINARY if n_classes == 2 else _targets.MULTICLASS
+    for classes in (np.arange(n_classes), np.arange(n_classes, dtype=np.uint8)):
+        assert _targets._codes_as_index(y, classes) is y
+        assert_same_array(_targets.encode(y, classes, kind, dtype),
+                          general_encoding(monkeypatch, y, classes, kind, dtype))
+
+
+@pytest.mark.parametrize("y, classes", [
+    (np.array([1, 2, 2, 1]), np.array([1, 2])),                 # classes not from 0
+    (np.array([0, 2, 2, 0]), np.array([0, 2])),                 # not consecutive
+    (np.array([-1, 1, 1, -1]), np.array([-1, 1])),
+    (np.array([0.0, 1.0, 1.0]), np.array([0, 1])),              # float labels
+    (np.array([0, 1, 1]), np.array([0.0, 1.0])),                # float classes
+    (np.array([False, True, True]), np.array([False, True])),   # bool labels
+    (np.array(["0", "1", "1"]), np.array(["0", "1"])),          # text labels
+    (np.array([0, 1, 2], dtype=object), np.array([0, 1, 2], dtype=object)),
+], ids=["from-1", "gap", "minus-one", "float-y", "float-classes", "bool", "str", "object"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_other_labels_take_the_general_path(monkeypatch, y, classes, dtype):
+    assert _targets._codes_as_index(y, classes) is None
+    kind = _targets.BINARY if len(classes) == 2 else _targets.MULTICLASS
+    assert_same_array(_targets.encode(y, classes, kind, dtype),
+                      general_encoding(monkeypatch, y, classes, kind, dtype))
+
+
+@pytest.mark.parametrize("y, classes, unknown", [
+    (np.array([0, 1, 2, 1]), np.array([0, 1]), [2]),
+    (np.array([0, -1, 1, -3]), np.array([0, 1]), [-3, -1]),
+    (np.array([0, 1, 3], dtype=np.uint8), np.array([0, 1, 2]), [3]),
+], ids=["above", "negative", "uint8-above"])
+def test_label_codes_outside_classes_are_named(y, classes, unknown):
+    assert _targets._codes_as_index(y, classes) is None
+    kind = _targets.BINARY if len(classes) == 2 else _targets.MULTICLASS
+    with pytest.raises(ValueError, match=re.escape(f"labels not in classes_ "
+                                                   f"{classes.tolist()}: {unknown}")):
+        _targets.encode(y, classes, kind, np.float64)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_label_codes_train_like_any_other_labels(kind):
+    # The same classes as codes 0..k-1, as other integers, as floats and as text: the same
+    # target matrix, so bitwise the same partial_fit trajectory.
+    X, y = make_labels(kind, N_SAMPLES, seed=49)
+    codes = np.searchsorted(np.unique(y), y)
+    trained = []
+    for labels in (codes, y, codes.astype(np.float32), np.array(["a", "b", "c"])[codes]):
+        model = small_model(hidden_layer_sizes=(4,))
+        for _ in range(3):
+            model.partial_fit(X, labels, classes=np.unique(labels))
+        trained.append(model)
+    for model in trained[1:]:
+        assert model.loss_curve_ == trained[0].loss_curve_
+        assert_same_weights(weights(model), weights(trained[0]))
 
 # ------------------------------------------------------------------ training state
 
