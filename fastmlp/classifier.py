@@ -489,7 +489,12 @@ class FastMLP(ClassifierBase):
         if self.shuffle == "replacement":
             return rows[self._rng.integers(0, len(rows), len(rows))]
         if self.shuffle:
-            return rows[self._rng.permutation(len(rows))]
+            # Shuffling a copy of rows gives exactly rows[permutation(len(rows))] from the same
+            # draws (the swaps do not depend on the values), without the index array and the
+            # gather through it.
+            order = rows.copy()
+            self._rng.shuffle(order)
+            return order
         return rows
 
     def _validation_size(self, n: int) -> int:

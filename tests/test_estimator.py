@@ -1,6 +1,7 @@
 """FastMLP as an estimator: scikit-learn's protocol, targets, the training state it exposes,
 initial weights, and the seed notebooks' loan-approval scenario."""
 
+import copy
 import pickle
 import re
 import subprocess
@@ -300,6 +301,27 @@ def test_partial_fit_k_times_is_fit_for_k_epochs(kind, settings):
     assert stepped.loss_curve_ == fitted.loss_curve_
     assert (stepped.n_iter_, stepped.t_) == (fitted.n_iter_, fitted.t_) == (k, k * N_SAMPLES)
     assert_same_weights(weights(stepped), weights(fitted))
+
+
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox,
+                                           np.random.SFC64])
+@pytest.mark.parametrize("rows", ["all", "subset"])
+def test_each_epochs_order_is_the_rows_at_a_permutation_of_their_positions(bit_generator, rows):
+    # The order and the random state after it are those of rows[rng.permutation(len(rows))],
+    # whatever the bit generator, so trajectories and resumed models keep their stream.
+    X, y = make_labels("binary", N_SAMPLES, seed=50)
+    model = small_model(max_iter=1, random_state=np.random.Generator(bit_generator(51)))
+    model = fit_quietly(model, X, y)
+    rows = np.arange(N_SAMPLES) if rows == "all" else np.sort(
+        np.random.default_rng(52).choice(N_SAMPLES, N_SAMPLES // 3, replace=False))
+    given = rows.copy()
+    expected_rng = copy.deepcopy(model._rng)
+    for _ in range(3):
+        order = model._epoch_order(rows)
+        np.testing.assert_array_equal(order, rows[expected_rng.permutation(len(rows))])
+        assert order.dtype == rows.dtype and order is not rows
+    np.testing.assert_equal(model._rng.bit_generator.state, expected_rng.bit_generator.state)
+    np.testing.assert_array_equal(rows, given)
 
 
 def test_warm_start_continues_where_fit_stopped():
