@@ -292,6 +292,7 @@ class FastMLP(ClassifierBase):
         else:
             self._check_features(X, names)
             self._check_same_architecture()
+            self._check_same_targets(y)
             if incremental:
                 self._check_same_classes(classes)
             Y = _targets.encode(y, self.classes_, self._kind, self._dtype)
@@ -328,6 +329,21 @@ class FastMLP(ClassifierBase):
         if not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes={np.asarray(classes).tolist()!r} is not the same as on "
                              f"the first call to partial_fit: {self.classes_.tolist()!r}.")
+
+    def _check_same_targets(self, y) -> None:
+        """Continued training needs targets shaped like the first fit's: the kernels read one
+        target per network output from each row."""
+        if self._kind != _targets.MULTILABEL:
+            if y.ndim != 1:
+                raise ValueError(f"y has shape {y.shape}, but the network was fitted to "
+                                 f"{self._kind} targets: continued training needs a label per "
+                                 "row.")
+            return
+        if y.ndim != 2 or y.shape[1] != len(self.classes_):
+            raise ValueError(f"y has shape {y.shape}, but the network was fitted to a multi-label "
+                             f"indicator with {len(self.classes_)} label columns: continued "
+                             "training needs the same columns.")
+        _targets.target_kind(y)     # refuses values other than 0 and 1
 
     def _check_same_architecture(self) -> None:
         fitted = [int(width) for width in self._layout[:-1, codes.FAN_OUT]]

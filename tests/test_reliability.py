@@ -351,6 +351,37 @@ def test_continued_training_refuses_a_changed_architecture(method):
     assert [W.shape for W in model.coefs_] == [(4, 3), (3, 1)]
 
 
+TARGET_SHAPE_CHANGES = {
+    "binary-then-indicator": ("binary", np.ones((20, 3), dtype=int), r"a label per row"),
+    "multiclass-then-indicator": ("multiclass", np.ones((20, 3), dtype=int),
+                                  r"a label per row"),
+    "indicator-then-labels": ("multilabel", np.ones(20, dtype=int), r"3 label columns"),
+    "indicator-then-fewer-columns": ("multilabel", np.ones((20, 2), dtype=int),
+                                     r"3 label columns"),
+    "indicator-then-more-columns": ("multilabel", np.ones((20, 4), dtype=int),
+                                    r"3 label columns"),
+}
+
+
+@pytest.mark.parametrize("method", ["warm_start", "partial_fit"])
+@pytest.mark.parametrize("kind, y, match", TARGET_SHAPE_CHANGES.values(),
+                         ids=TARGET_SHAPE_CHANGES.keys())
+def test_continued_training_refuses_targets_of_another_shape(monkeypatch, method, kind, y,
+                                                             match):
+    """The kernels index each row of the target matrix by the network's outputs: targets
+    shaped unlike the first fit's must be refused before they get there (they once reached
+    Numba as a typing error, or as reads past the end of a row)."""
+    X, y_first = make_labels(kind, 20, seed=63)
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(3,), max_iter=1, random_state=0), X,
+                        y_first)
+    before = [W.copy() for W in model.coefs_]
+    model.set_params(warm_start=method == "warm_start")
+    forbid_training(monkeypatch)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, y) if method == "warm_start" else model.partial_fit(X, y)
+    assert_same_weights(model.coefs_, before)
+
+
 # ------------------------------------------------------------------ divergence
 
 DIVERGING = {"huge-learning-rate": (1.0, 1e6), "huge-features": (1e150, 0.01)}
