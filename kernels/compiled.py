@@ -839,9 +839,8 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
 
     Rows go through the network in blocks of as many rows as ``scratch`` holds activation
     vectors, layer by layer, and each layer in register tiles (_dense_rows): a tile's sums stay
-    in registers, and each vector of weights loaded serves four rows. Terms are added in the
-    same order as for a single sample, each product and sum rounded once (fused
-    multiply-add)."""
+    in registers, and each vector of weights loaded serves four rows. Each sum adds its terms
+    in the order of the inputs, each product and sum rounded once (fused multiply-add)."""
     last = layout.shape[0] - 1
     n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
     block = max(1, scratch.size // n_units)
