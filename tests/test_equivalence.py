@@ -5,6 +5,7 @@ the same sample orders, and the parameters, momentum state and epoch losses are 
 every epoch. The estimator is then compared across backends the same way.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -285,3 +286,23 @@ def test_softmax_of_infinite_logits_is_its_limit(backend):
     np.testing.assert_array_equal(out[0], [0.5, 0.5, 0.0])
     logits = np.array([2.0, 2.0, -1.0])
     np.testing.assert_allclose(out[1], np.exp(logits) / np.exp(logits).sum(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("scale", ["mixed", "tiny"])
+def test_sigmoid_loss_logarithms_sum_like_log1p(scale):
+    # The compiled kernels sum a sigmoid output's log1p(e) terms as the log of a running
+    # product, with a series for small e. Against the exactly rounded sum of the log1p terms,
+    # that is as accurate as adding them one by one: each term costs at most one rounding of
+    # the running total and one of its factor (2**-53 absolute, in the product's log).
+    rng = np.random.default_rng(61)
+    if scale == "mixed":
+        e = np.concatenate([rng.uniform(0, 1, 4000), 10.0 ** rng.uniform(-20, -1, 4000),
+                            [0.0, 1.0, 2.0**-10, np.nextafter(2.0**-10, 0), 2.0**-53]])
+    else:   # a loss so small that an absolute rounding error of 1e-16 per sample would show
+        e = 10.0 ** rng.uniform(-30, -11, 4000)
+    logs, product = 0.0, 1.0
+    for value in e:
+        logs, product = compiled._add_log1p(logs, product, value)
+    total = logs + np.log(product)
+    exact = math.fsum(np.log1p(e))
+    assert abs(total - exact) <= len(e) * 2.0**-53 * (exact + (scale == "mixed"))
