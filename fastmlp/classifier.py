@@ -505,12 +505,8 @@ class FastMLP(ClassifierBase):
         if self.shuffle == "replacement":
             return rows[self._rng.integers(0, len(rows), len(rows))]
         if self.shuffle:
-            # Shuffling a copy of rows gives exactly rows[permutation(len(rows))] from the same
-            # draws (the swaps do not depend on the values), without the index array and the
-            # gather through it.
-            order = rows.copy()
-            self._rng.shuffle(order)
-            return order
+            from .kernels.shuffle import shuffled     # imports Numba: only when training
+            return shuffled(rows, self._rng)
         return rows
 
     def _validation_size(self, n: int) -> int:

@@ -24,6 +24,7 @@ from fastmlp import FastMLP, _targets
 from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning, NotFittedError
 from fastmlp.initialization import initialize
 from fastmlp.kernels.layout import make_layout, unpack
+from fastmlp.kernels.shuffle import shuffled
 
 N_SAMPLES = 60
 
@@ -306,9 +307,11 @@ def test_partial_fit_k_times_is_fit_for_k_epochs(kind, settings):
 @pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox,
                                            np.random.SFC64])
 @pytest.mark.parametrize("rows", ["all", "subset"])
-def test_each_epochs_order_is_the_rows_at_a_permutation_of_their_positions(bit_generator, rows):
-    # The order and the random state after it are those of rows[rng.permutation(len(rows))],
-    # whatever the bit generator, so trajectories and resumed models keep their stream.
+def test_each_epochs_order_is_a_shuffle_of_the_rows_drawn_from_the_models_stream(bit_generator,
+                                                                                  rows):
+    # Each epoch's order is a permutation of the rows, made by shuffled() from the model's
+    # random state alone (whatever the bit generator), so trajectories and resumed models
+    # keep their stream; the rows passed in stay as they were.
     X, y = make_labels("binary", N_SAMPLES, seed=50)
     model = small_model(max_iter=1, random_state=np.random.Generator(bit_generator(51)))
     model = fit_quietly(model, X, y)
@@ -316,10 +319,14 @@ def test_each_epochs_order_is_the_rows_at_a_permutation_of_their_positions(bit_g
         np.random.default_rng(52).choice(N_SAMPLES, N_SAMPLES // 3, replace=False))
     given = rows.copy()
     expected_rng = copy.deepcopy(model._rng)
+    orders = []
     for _ in range(3):
         order = model._epoch_order(rows)
-        np.testing.assert_array_equal(order, rows[expected_rng.permutation(len(rows))])
+        np.testing.assert_array_equal(order, shuffled(rows, expected_rng))
+        np.testing.assert_array_equal(np.sort(order), rows)
         assert order.dtype == rows.dtype and order is not rows
+        orders.append(order)
+    assert not np.array_equal(orders[0], orders[1])
     np.testing.assert_equal(model._rng.bit_generator.state, expected_rng.bit_generator.state)
     np.testing.assert_array_equal(rows, given)
 
