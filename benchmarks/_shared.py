@@ -24,9 +24,11 @@ BATCH_SIZES = [1, 32, "full"]
 class Shape:
     """A network ``n_features - hidden... - 1`` and the sample counts used to time it.
 
-    The counts keep one epoch long enough that fastmlp's per-call overhead (~30 µs) is under
-    ~1% of it, while the slow competitors get fewer samples: their throughput is compared in
-    samples/s, which does not depend on the count.
+    fastmlp's counts make one epoch a few milliseconds, so that the fixed part of its per-call
+    overhead (about 0.2 ms: ``training.CallOverhead``) is a small part of it; the checks of X
+    and the shuffle add ~20 ns a row, which belong to the throughput a user sees. The slow
+    competitors get fewer samples: their throughput is compared in samples/s, which does not
+    depend on the count.
     """
 
     n_features: int
