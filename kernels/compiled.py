@@ -60,7 +60,6 @@ NARROW = 4
 # since a stack slot provably aliases nothing), and one call updates a block of a weight row.
 
 
-
 def _register_bytes() -> int:
     """Bytes in one SIMD register of the CPU Numba compiles for: 64 with AVX-512, else 32.
 
@@ -457,8 +456,8 @@ def _add_log1p(logs, product, e):
     """``(logs, product)`` with log1p(e) added to the sum they stand for, for 0 <= e <= 1."""
     e = np.float64(e)
     if e < LOG1P_SERIES_BELOW:
-        return logs + e * (1.0 - e * (0.5 - e * (1 / 3 - e * (0.25 - e * (0.2 - e / 6))))), \
-            product
+        series = e * (1.0 - e * (0.5 - e * (1 / 3 - e * (0.25 - e * (0.2 - e * (1 / 6))))))
+        return logs + series, product
     product *= 1.0 + e
     if product > PRODUCT_LIMIT:
         return logs + np.log(product), 1.0
