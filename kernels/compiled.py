@@ -25,9 +25,10 @@ and the first layer's update for sample ``i`` is fused with the first layer's fo
 sample ``i + 1``. That fused layer (most of the work in a one-hidden-layer net) is written
 with a few LLVM intrinsics (the "SIMD building blocks" below) because Numba cannot express
 what makes it fast: pre-activations held in registers across the rows of W, and fused
-multiply-adds. Its arithmetic is the reference's up to rounding; every other update is the
-reference's, in the reference's order. Prediction (``forward``) uses the same building blocks
-for tiles of rows.
+multiply-adds. Its arithmetic is the reference's up to rounding, as is that of the other
+layers: their forward passes use the same building blocks, and the sums of their backward
+passes and narrow forward passes go in SIMD partial sums (``fused_sums``). Prediction
+(``forward``) uses the building blocks for tiles of rows.
 """
 
 import numpy as np
@@ -47,6 +48,10 @@ view = njit(cache=True, nogil=True, _nrt=False, inline="always")
 # that takes a dozen arrays pushes about 80 words, which costs as much as a small layer's
 # work (25-35% of the samples/s at 3-5-1 and 30-16-1).
 fused = njit(cache=True, nogil=True, _nrt=False, forceinline=True)
+# The same, with LLVM free to reorder sums and to fuse multiply-adds (fastmath's reassociation
+# and contraction only), for loops whose sums should go in SIMD partial sums.
+fused_sums = njit(cache=True, nogil=True, _nrt=False, forceinline=True,
+                  fastmath={"reassoc", "contract"})
 
 # Layers with fewer units than this (output layers) loop over inputs innermost.
 NARROW = 4
@@ -513,11 +518,13 @@ def _units(buffer, layout, layer):
 
 # Reassociation lets LLVM split a narrow layer's dot products into SIMD partial sums: as one
 # chain of dependent additions, the 64 terms of a 64-1 output layer cost about 256 cycles.
-@njit(cache=True, nogil=True, _nrt=False, forceinline=True, fastmath={"reassoc", "contract"})
+@fused_sums
 def _dense(W, b, a, z):
-    """z = a @ W + b. Wide layers accumulate row by row so the inner loop runs along a row of
-    W; narrow ones (an output layer) take one dot product per unit, which spares a short inner
-    loop per row, in partial sums (the terms' order is the compiler's)."""
+    """z = a @ W + b. Wide layers go row by row of W in register blocks of columns, as
+    prediction does (_dense_rows: the sums stay in registers, where a loop over z would store
+    and reload them for every row); narrow ones (an output layer) take one dot product per
+    unit, which spares a short inner loop per row, in partial sums (the terms' order is the
+    compiler's)."""
     if z.size < NARROW:
         for j in range(z.size):
             acc = b[j]
@@ -525,12 +532,7 @@ def _dense(W, b, a, z):
                 acc += a[k] * W[k, j]
             z[j] = acc
         return
-    for j in range(z.size):
-        z[j] = b[j]
-    for k in range(a.size):
-        ak = a[k]
-        for j in range(z.size):
-            z[j] += ak * W[k, j]
+    _dense_rows(W, b, a.reshape((1, a.size)), z.reshape((1, z.size)))
 
 
 @kernel
@@ -577,7 +579,9 @@ def _step_biases(b, vb, delta, lr, momentum, nesterov):
         b[j] = _step(b[j], delta[j], vb, j, lr, momentum, nesterov)
 
 
-@fused
+# Reassociation lets LLVM sum each row's w * delta in SIMD partial sums, where one chain of
+# dependent additions per row kept the whole loop scalar (60% of the time of 100-64-32-1).
+@fused_sums
 def _backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nesterov):
     """One pass over a hidden-fed layer's weights: delta_prev = W @ delta with the old
     weights, and the SGD step W -= lr * (outer(a, delta) + alpha * W); the velocities ``VW``
