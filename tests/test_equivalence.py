@@ -111,18 +111,35 @@ def test_sgd_epoch_trajectories_match_for_any_shape(n_samples, n_features, hidde
 
 
 @pytest.mark.parametrize("width", [3, 8, 32, 83])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("alpha", [0.0, 0.01])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_per_sample_first_layer_blocks_match(width, alpha, dtype):
-    """Without momentum the compiled first layer runs in blocks of four SIMD registers, then
-    of one, then one masked partial block. With 8 float64 or 16 float32 lanes per register
-    these widths reach every combination (83 = 2x32 + 2x8 + 3 = 64 + 16 + 3)."""
+def test_per_sample_first_layer_blocks_match(width, optimizer, alpha, dtype):
+    """The compiled first layer runs in blocks of four SIMD registers, then of two, then of
+    one, then one masked partial block. With 4 to 16 lanes per register these widths reach
+    every combination (83 = 2x32 + 2x8 + 3 = 64 + 16 + 3 with 16 lanes)."""
     dtype = DTYPES[dtype]
     X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=1)
     Y = make_targets("binary", N_SAMPLES, dtype, seed=2)
     network = make_network([N_FEATURES, width, 1], dtype, seed=3)
+    lr, momentum, nesterov, _ = OPTIMIZERS[optimizer]
     assert_same_trajectory(network, X, Y, epoch_orders("permutation", N_SAMPLES, seed=4), 1,
-                           (0.1, 0.0, False, alpha), "relu", OUTPUTS["binary"][0])
+                           (lr, momentum, nesterov, alpha), "relu", OUTPUTS["binary"][0])
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov-l2"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_per_sample_momentum_on_a_large_first_layer_matches(optimizer, dtype):
+    """With momentum, a first layer whose weights and velocities outgrow
+    ROW_BY_ROW_ABOVE_BYTES is stepped row by row instead of in blocks."""
+    dtype = DTYPES[dtype]
+    width = 64
+    n_features = compiled.ROW_BY_ROW_ABOVE_BYTES // (2 * width * np.dtype(dtype).itemsize) + 1
+    X = make_inputs(N_SAMPLES, n_features, dtype, seed=1)
+    Y = make_targets("binary", N_SAMPLES, dtype, seed=2)
+    network = make_network([n_features, width, 1], dtype, seed=3)
+    assert_same_trajectory(network, X, Y, epoch_orders("permutation", N_SAMPLES, seed=4)[:1],
+                           1, OPTIMIZERS[optimizer], "relu", OUTPUTS["binary"][0])
 
 
 def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activation, code):
