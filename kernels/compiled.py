@@ -423,7 +423,7 @@ def _activate(z, code):
             z[j] = np.tanh(z[j])
 
 
-@kernel
+@fused
 def _scale_by_derivative(delta, a, code):
     """delta *= f'(z), with f' written in terms of the activation a = f(z)."""
     T = delta.dtype.type
@@ -568,7 +568,7 @@ def _dense(W, b, a, z):
     _dense_rows(W, b, a.reshape((1, a.size)), z.reshape((1, z.size)))
 
 
-@kernel
+@fused
 def _forward_sample(params, layout, x, acts, hidden_activation):
     """Forward pass of one sample, leaving the last layer's logits in ``acts``."""
     last = layout.shape[0] - 1
