@@ -69,10 +69,11 @@ def _register_bytes() -> int:
     """Bytes in one SIMD register of the CPU Numba compiles for: 64 with AVX-512, else 32.
 
     A block of four registers keeps its sums and its -lr * delta in eight registers. Blocks
-    sized for AVX-512 on an AVX2 CPU (16 registers of 32 bytes) spill and take two passes
-    for a 5-unit layer (measured on a Zen 3: 10-25% fewer samples/s at 100-64-1, 784-128-1
-    and float32 3-5-1). Numba keys its cache by the CPU's features, so each kind of CPU gets
-    kernels compiled for its own width."""
+    sized for AVX-512 on an AVX2 CPU become sixteen of its sixteen 32-byte registers, which
+    spills, and a narrow layer's masked block does twice the masked work it needs (measured
+    on a Zen 3: 10-25% fewer samples/s at 100-64-1, 784-128-1 and float32 3-5-1). Numba keys
+    its cache by the CPU's features, so each kind of CPU gets kernels compiled for its own
+    width."""
     features = config.CPU_FEATURES
     if features is None:
         features = get_host_cpu_features()
@@ -689,7 +690,8 @@ def _in_column_blocks(block, n, lanes, operands):
 # With momentum the first layer streams its weights and their velocities. Where the two
 # outgrow L2, reading them in column blocks (row after row, a block's width apart) is slower
 # than one pass row by row: 784-128-1 float64 (1.6 MB) ran 21% slower in blocks, while
-# 30-16-1, 100-64-1 and 100-64-32-1 ran 46%, 4% and 42% faster (Zen 3, 512 KB L2).
+# 30-16-1, 100-64-1 and 100-64-32-1 ran 24-46%, 4-11% and 7-42% faster (two runs; Zen 3,
+# 512 KB L2).
 ROW_BY_ROW_ABOVE_BYTES = 512 * 1024
 
 
