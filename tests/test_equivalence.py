@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_close,
                       make_inputs, make_labels, make_network, make_targets)
 
@@ -323,3 +324,24 @@ def test_sigmoid_loss_logarithms_sum_like_log1p(scale):
     total = logs + np.log(product)
     exact = math.fsum(np.log1p(e))
     assert abs(total - exact) <= len(e) * 2.0**-53 * (exact + (scale == "mixed"))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_as_matrix_is_a_checked_view(dtype):
+    # The kernels' 2-D views of slices of the parameter and scratch buffers: what reshape
+    # gives, sharing the buffer, and refused like reshape when the sizes do not match.
+    @njit(_nrt=False)
+    def view_and_write(vector, rows, cols):
+        matrix = compiled._as_matrix(vector, rows, cols)
+        matrix[rows - 1, 0] = -1
+        return matrix[rows - 1, cols - 1]
+
+    buffer = np.arange(14, dtype=dtype)
+    vector = buffer[1:13]
+    expected = vector.reshape((3, 4)).copy()
+    expected[2, 0] = -1
+    assert view_and_write(vector, 3, 4) == expected[2, 3]
+    np.testing.assert_array_equal(buffer[1:13].reshape((3, 4)), expected)
+    assert buffer[0] == 0 and buffer[13] == 13
+    with pytest.raises(ValueError, match="size"):
+        view_and_write(vector, 5, 2)
