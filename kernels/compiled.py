@@ -44,6 +44,9 @@ from .codes import (B_OFF, CACHE_LINE_BYTES, FAN_IN, FAN_OUT, LOGISTIC, RELU, SI
                     TANH, UNIT_OFF, W_OFF)
 
 kernel = njit(cache=True, nogil=True, _nrt=False)
+# Inlined at Numba-IR level: helpers that return array views (see above), and small ones
+# that need no branch pruned on a None argument (which IR inlining loses), since each
+# kernel compiled on its own costs ~0.1-0.2 s in the first run.
 view = njit(cache=True, nogil=True, _nrt=False, inline="always")
 # Compiled once on its own, then inlined by LLVM into each caller: a plain call to a kernel
 # that takes a dozen arrays pushes about 80 words, which costs as much as a small layer's
@@ -440,7 +443,7 @@ def _scale_by_derivative(delta, a, code):
             delta[k] *= T(1) - a[k] * a[k]
 
 
-@kernel
+@view
 def _max(z):
     m = z[0]
     for j in range(1, z.size):
@@ -491,7 +494,7 @@ PRODUCT_LIMIT = 2.0 ** 500
 LOG1P_SERIES_BELOW = 2.0 ** -10
 
 
-@fused
+@view
 def _add_log1p(logs, product, e):
     """``(logs, product)`` with log1p(e) added to the sum they stand for, for 0 <= e <= 1."""
     e = np.float64(e)
