@@ -111,6 +111,32 @@ def test_sgd_epoch_trajectories_match_for_any_shape(n_samples, n_features, hidde
                            OPTIMIZERS[optimizer], activation, code)
 
 
+# Batches the compiled backend sends through BLAS: a full batch over three chunks of
+# BLAS_CHUNK_ROWS rows or less (the gradient summed across chunks), mini-batches with a short
+# last one, and a network large enough for BLAS at a batch of 9.
+BLAS_CASES = {"three-chunks": ([4, 6, 5], 600, 600), "mini-batches": ([4, 6, 5], 100, 40),
+              "large-network": ([70, 60, 3], 50, 9)}
+
+
+@pytest.mark.parametrize("optimizer", ["plain", "nesterov-l2"])
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("case", BLAS_CASES)
+def test_blas_minibatch_trajectories_match(case, activation, dtype, output, optimizer):
+    hidden, n_samples, batch_size = BLAS_CASES[case]
+    dtype = DTYPES[dtype]
+    code, n_outputs = OUTPUTS[output]
+    X = make_inputs(n_samples, hidden[0], dtype, seed=1)
+    Y = make_targets(output, n_samples, dtype, seed=2)
+    network = make_network([*hidden, n_outputs], dtype, seed=3)
+    assert compiled.use_blas(network[1], batch_size)
+    assert 3 * compiled.BLAS_CHUNK_ROWS >= n_samples > 2 * compiled.BLAS_CHUNK_ROWS or \
+        case != "three-chunks"
+    assert_same_trajectory(network, X, Y, epoch_orders("permutation", n_samples, seed=4),
+                           batch_size, OPTIMIZERS[optimizer], activation, code)
+
+
 @pytest.mark.parametrize("width", [3, 8, 32, 83])
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("alpha", [0.0, 0.01])
