@@ -65,3 +65,25 @@ class Speedup:
         # Inverted so that "times faster" reads as float32's gain; more repeats because the
         # two are close and the ratio is what the float32 target is about.
         return 1 / self._ratio(fastmlp_epochs(self.shape, "float32"), repeats=7)
+
+
+class BatchSpeedup:
+    """fastmlp's compiled backend over its NumPy reference backend (float64) at batch sizes
+    above 1, where the reference's matrix products run on BLAS too, so the gap is narrow."""
+
+    params = [SHAPE_NAMES, [32, "full"]]
+    param_names = ["shape", "batch_size"]
+    unit = "times faster"
+    timeout = 180
+
+    def setup(self, shape, batch_size):
+        quiet_warnings()
+        warm_up("float64", batch_size)
+        warm_up("float64", batch_size, backend="numpy")
+        self.fastmlp, self.numpy = (fastmlp_epochs(SHAPES[shape], batch_size=batch_size,
+                                                   backend=backend)
+                                    for backend in ("numba", "numpy"))
+
+    def track_over_numpy_backend(self, shape, batch_size):
+        fast, slow = samples_per_second([self.fastmlp, self.numpy])
+        return fast / slow
