@@ -1062,9 +1062,12 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
                                   hidden_activation, output_activation, scratch)
     else:
         batch = min(batch_size, order.size)
-        work = (blas_work(layout, X.shape[1], batch, params.dtype)
-                if use_blas(layout, batch) else None)
-        with _one_blas_thread() if work is not None else contextlib.nullcontext():
+        work, threads = None, contextlib.nullcontext()
+        if use_blas(layout, batch):
+            work = blas_work(layout, X.shape[1], batch, params.dtype)
+            if not (_large_network(layout) and batch >= BLAS_THREADS_FROM_BATCH):
+                threads = _one_blas_thread()
+        with threads:
             total = _minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size,
                                      lr, alpha, momentum, nesterov, hidden_activation,
                                      output_activation, scratch, work)
@@ -1080,9 +1083,7 @@ def _blas_threads():
 
 
 def _one_blas_thread():
-    """A context keeping BLAS to one thread, as training is: a chunk's products are too small
-    to share, and on two cores a second BLAS thread made batches of 32 at 784-128-1 1.6-2.5x
-    slower (Zen 3). The limit is process-wide while an epoch runs."""
+    """A context keeping BLAS to one thread (process-wide, while an epoch runs)."""
     return _blas_threads().limit(limits=1, user_api="blas")
 
 
@@ -1095,12 +1096,20 @@ def _one_blas_thread():
 BLAS_MIN_BATCH = 32
 BLAS_MIN_BATCH_LARGE = 8
 LARGE_NETWORK_WEIGHTS = 4096
+# BLAS may use its threads for batches of this many samples or more on large networks; else
+# it is kept to one. A second thread (of two cores, Zen 3) gave 784-128-1 +29-52% samples/s at
+# batches of 64, 128, 200 and full, 100-64-1 +26-29% at 200 and full, but 784-128-1 -28-35%
+# at 32 and 30-16-1 -24% at full (its products are too small to share).
+BLAS_THREADS_FROM_BATCH = 64
+
+
+def _large_network(layout) -> bool:
+    return (layout[:, FAN_IN] * layout[:, FAN_OUT]).sum() >= LARGE_NETWORK_WEIGHTS
 
 
 def use_blas(layout, batch_size: int) -> bool:
     """Whether batches of ``batch_size`` samples should go through BLAS."""
-    large = (layout[:, FAN_IN] * layout[:, FAN_OUT]).sum() >= LARGE_NETWORK_WEIGHTS
-    return batch_size >= (BLAS_MIN_BATCH_LARGE if large else BLAS_MIN_BATCH)
+    return batch_size >= (BLAS_MIN_BATCH_LARGE if _large_network(layout) else BLAS_MIN_BATCH)
 
 
 def blas_work(layout, n_features: int, batch_size: int, dtype) -> np.ndarray:
