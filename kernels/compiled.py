@@ -957,7 +957,8 @@ BLAS_CHUNK_ROWS = 256
 @view
 def _chunk_block(work, at, rows, layout, layer):
     """Layer ``layer``'s units for a chunk of ``rows`` samples, as a (rows, fan_out) matrix
-    in ``work`` from ``at`` (laid out like the scratch vectors, each unit a row longer)."""
+    in ``work`` from ``at`` (laid out like the scratch vectors, each unit a row longer): the
+    layout of the BLAS path's and prediction's blocks of rows."""
     u_off = layout[layer, UNIT_OFF]
     fan_out = layout[layer, FAN_OUT]
     return _as_matrix(work[at + rows * u_off:at + rows * (u_off + fan_out)], rows, fan_out)
@@ -1161,12 +1162,11 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
             W, b = _layer(params, layout, layer)
             u_off = layout[layer, UNIT_OFF]
             fan_out = layout[layer, FAN_OUT]
-            Z = _as_matrix(scratch[rows * u_off:rows * (u_off + fan_out)], rows, fan_out)
+            Z = _chunk_block(scratch, 0, rows, layout, layer)
             if layer == 0:
                 A = X[start:stop]
             else:
-                prev = layout[layer - 1, UNIT_OFF]
-                A = _as_matrix(scratch[rows * prev:rows * u_off], rows, u_off - prev)
+                A = _chunk_block(scratch, 0, rows, layout, layer - 1)
             _dense_rows(W, b, A, Z)
             if layer < last:
                 _activate(scratch[rows * u_off:rows * (u_off + fan_out)], hidden_activation)
