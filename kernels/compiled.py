@@ -35,6 +35,7 @@ passes and narrow forward passes go in SIMD partial sums (``fused_sums``). Predi
 
 import contextlib
 import functools
+import threading
 
 import numpy as np
 from llvmlite import ir
@@ -1067,7 +1068,7 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
         if use_blas(layout, batch):
             work = blas_work(layout, X.shape[1], batch, params.dtype)
             if not (_large_network(layout) and batch >= BLAS_THREADS_FROM_BATCH):
-                threads = _one_blas_thread()
+                threads = ONE_BLAS_THREAD
         with threads:
             total = _minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size,
                                      lr, alpha, momentum, nesterov, hidden_activation,
@@ -1083,9 +1084,31 @@ def _blas_threads():
     return ThreadpoolController()
 
 
-def _one_blas_thread():
-    """A context keeping BLAS to one thread (process-wide, while an epoch runs)."""
-    return _blas_threads().limit(limits=1, user_api="blas")
+class _OneBlasThread:
+    """A context keeping BLAS to one thread while any epoch in it runs. The limit is
+    process-wide, so epochs running at once in several threads share it: the first one in
+    sets it and the last one out restores BLAS's own setting (with one limit per epoch, an
+    epoch that finished first would restore the limit a later one had found)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._limiter = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._inside == 0:
+                self._limiter = _blas_threads().limit(limits=1, user_api="blas")
+            self._inside += 1
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._limiter.restore_original_limits()
+
+
+ONE_BLAS_THREAD = _OneBlasThread()
 
 
 # Mini-batches of at least BLAS_MIN_BATCH samples go through BLAS (of BLAS_MIN_BATCH_LARGE on

@@ -371,3 +371,26 @@ def test_as_matrix_is_a_checked_view(dtype):
     assert buffer[0] == 0 and buffer[13] == 13
     with pytest.raises(ValueError, match="size"):
         view_and_write(vector, 5, 2)
+
+
+def test_blas_thread_limit_holds_until_the_last_concurrent_epoch_ends():
+    # The one-thread limit is process-wide. Epochs of fits in different threads can start and
+    # end in any order: the limit must hold while any of them runs, and BLAS must get its own
+    # setting back when the last one ends (a limit per epoch would restore, at the end of the
+    # last one, the limit it found in force when it started).
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return sorted(pool["num_threads"] for pool in threadpool_info()
+                      if pool["user_api"] == "blas")
+
+    limit = compiled.ONE_BLAS_THREAD
+    with limit:         # loads SciPy's BLAS, so that it is counted below
+        pass
+    before = blas_threads()
+    limit.__enter__()   # epoch A starts
+    limit.__enter__()   # epoch B starts
+    limit.__exit__(None, None, None)    # A ends first
+    assert set(blas_threads()) == {1}
+    limit.__exit__(None, None, None)    # B ends
+    assert blas_threads() == before
