@@ -980,7 +980,6 @@ def _blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
     acts_at = chunk * d
     deltas_at = acts_at + chunk * n_units
     partial_at = deltas_at + chunk * n_units
-    grad[:] = T(0)
     loss = T(0)
     logs, product = 0.0, 1.0
     for start in range(0, rows.size, chunk):
@@ -1011,7 +1010,9 @@ def _blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
             D = _chunk_block(work, deltas_at, c, layout, layer)
             A = inputs if layer == 0 else _chunk_block(work, acts_at, c, layout, layer - 1)
             if start == 0:
+                # The first chunk writes the weights' gradient outright: no zeroing pass.
                 np.dot(A.T, D, G)
+                g[:] = T(0)
             else:
                 partial = _as_matrix(work[partial_at:partial_at + W.size], W.shape[0],
                                      W.shape[1])
