@@ -2,6 +2,7 @@
 initial weights, and the seed notebooks' loan-approval scenario."""
 
 import copy
+import os
 import pickle
 import re
 import subprocess
@@ -121,6 +122,31 @@ print(sorted(name for name in sys.modules if name.split(".")[0] == "sklearn"))
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("batch_size, compiled_only, never", [
+    (64, "_blas_batch_gradient", "batch_gradient"),
+    (8, "batch_gradient", "_blas_batch_gradient"),
+], ids=["blas", "streaming"])
+def test_a_minibatch_fit_compiles_only_its_own_gradient_kernel(batch_size, compiled_only,
+                                                               never, tmp_path):
+    # Each gradient kernel costs seconds of a first fit's compile, and a branch Numba keeps
+    # would compile the other one too. A fresh interpreter and an empty kernel cache: kernels
+    # loaded from the cache come as one piece, their callees not listed.
+    script = f"""
+import warnings
+import numpy as np
+from fastmlp import FastMLP
+from fastmlp.kernels import compiled
+warnings.simplefilter("ignore")
+X = np.random.default_rng(0).normal(size=(200, 3))
+FastMLP((5,), batch_size={batch_size}, max_iter=2).fit(X, X[:, 0] > 0)
+print(len(compiled.{compiled_only}.overloads), len(compiled.{never}.overloads))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "0"]
 
 
 @pytest.mark.parametrize("change, rows, match", [
