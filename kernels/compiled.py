@@ -5,9 +5,8 @@ from the caller), so they also run without Numba's reference-counting runtime
 (``_nrt=False``): otherwise every array view made in a hot loop costs an atomic
 incref/decref pair (measured: +15-40% samples/s on 3-5-1 and 30-16-1 nets). Helpers that
 return views are inlined at Numba-IR level, since a function compiled without the runtime
-cannot return an array. (The one exception, the BLAS path for mini-batches of 8-32 samples
-or more, keeps the runtime: Numba's ``np.dot`` needs it.) Numba's cache only notices edits to
-the file
+cannot return an array. (The one exception, the BLAS path for mini-batches (see use_blas),
+keeps the runtime: Numba's ``np.dot`` needs it.) Numba's cache only notices edits to the file
 that defines a kernel, so the whole call graph of these kernels lives in this module; delete
 ``kernels/__pycache__/*.nbi`` / ``*.nbc`` (or set ``NUMBA_CACHE_DIR``) to force recompilation.
 
