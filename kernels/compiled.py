@@ -332,10 +332,10 @@ def _step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, x
             if not isinstance(alpha, types.NoneType):
                 w = block.fma(minus_lr_alpha, w, w)
             # A multiply and an add, not a multiply-add, make the value stored back to W:
-            # on a Zen 3 this loop ran at ~1.9 cycles a register with a multiply-add's
-            # result stored and ~1.1 with an add's (a C version of the loop; 100-64-1
-            # +46% in float32, +18% in float64). The product is rounded, as the reference
-            # rounds it.
+            # on a Zen 3 this loop ran at ~2 cycles a register with a multiply-add's result
+            # stored and ~1.15 with an add's (benchmarks/c_baseline/store_after_fma.c;
+            # 100-64-1 trained 46% faster in float32, 18% in float64). The product is
+            # rounded, as the reference rounds it.
             w = builder.fadd(w, builder.fmul(block.splat(x_), minus_lr_delta_v))
         else:
             minus_lr_g = builder.fmul(block.splat(x_), minus_lr_delta_v)
