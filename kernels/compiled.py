@@ -797,8 +797,8 @@ def _step_first_and_forward(W, b, VW, vb, x, delta, x_next, z_next, lr, alpha, m
     # _in_column_blocks also hide latency a block of one register would wait for. With
     # momentum a block of four registers also holds four of weights and four of velocities,
     # more than AVX2's sixteen, and spilled its sums to the stack: blocks of two trained
-    # 5-30% faster at 30-16-1 float64 and 100-64-1 / 100-64-32-1 float32, the same elsewhere
-    # (Zen 3, interleaved runs in both orders).
+    # 12-40% faster at 30-16-1 float64 and 100-64-1 / 100-64-32-1 float32, within noise
+    # elsewhere (Zen 3, interleaved runs in both orders).
     operands = (W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov)
     if VW is None:
         _in_column_blocks(_step_and_forward_block, delta.size, _lanes_in(W), operands, 4)
