@@ -756,49 +756,19 @@ ROW_BY_ROW_ABOVE_BYTES = 512 * 1024
 
 
 @view
-def _step_row(operands, k, start, count, minus_lr_delta, z, registers, masked):
-    """_step_and_accumulate for row ``k`` of _step_and_forward_block's operands."""
-    W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov = operands
-    _step_and_accumulate(W, VW, k, start, count, minus_lr_delta, z, x[k], x_next[k], lr, alpha,
-                         momentum, nesterov, registers, masked)
-
-
-@view
 def _step_and_forward_block(operands, start, count, registers, masked):
     """_step_first_and_forward (``operands`` are its arguments but ``vb``) for the ``count``
     columns from ``start``, at most a block of ``registers`` SIMD registers (fewer only if
     ``masked``). The block's z and -lr * delta stay in registers while it runs down the rows
-    of W.
-
-    Each register of z is a chain of multiply-adds, one per row, so a block of one or two
-    registers would wait on the multiply-add's latency: without momentum it sums even and odd
-    rows apart and adds the two at the end (30-16-1 float32 +14%, 50-24-1 +32% / +8% in
-    float32 / float64, 30-8-1 +11% / +16%; Zen 3). Blocks of four (no need, and two sums
-    each spilled: -14%) and momentum's blocks of two (-9% to -30%: their registers also hold
-    weights and velocities) keep one sum."""
+    of W."""
     W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov = operands
     z = _lane_buffer(W, registers)
     minus_lr_delta = _lane_buffer(W, registers)
     _load_scaled(z, b, start, count, 1, registers, masked)
     _load_scaled(minus_lr_delta, delta, start, count, -lr, registers, masked)
-    n = x.size
-    if registers > 2 or VW is not None:
-        for k in range(n):
-            _step_row(operands, k, start, count, minus_lr_delta, z, registers, masked)
-    else:
-        z_odd = _lane_buffer(W, registers)
-        for j in range(z_odd.size):
-            z_odd[j] = W.dtype.type(0)
-        # A while loop: Numba's range with a step made this loop 12% slower (30-16-1 float32).
-        k = 0
-        while k + 1 < n:
-            _step_row(operands, k, start, count, minus_lr_delta, z, registers, masked)
-            _step_row(operands, k + 1, start, count, minus_lr_delta, z_odd, registers, masked)
-            k += 2
-        if k < n:
-            _step_row(operands, k, start, count, minus_lr_delta, z, registers, masked)
-        for j in range(z.size):
-            z[j] += z_odd[j]
+    for k in range(x.size):
+        _step_and_accumulate(W, VW, k, start, count, minus_lr_delta, z, x[k], x_next[k], lr,
+                             alpha, momentum, nesterov, registers, masked)
     _store_block(z_next, start, count, z, registers, masked)
 
 
