@@ -279,8 +279,8 @@ def _store_block(typingctx, array, start, count, buffer, registers, masked):
     return types.none(array, start, count, buffer, registers, masked), codegen
 
 
-def _step_and_accumulate_numpy(W, VW, k, start, count, minus_lr_delta, z, x, x_next, lr, alpha,
-                               momentum, nesterov, registers, masked):
+def _step_and_accumulate_numpy(W, VW, k, start, count, minus_lr_delta, z, squares, x, x_next,
+                               lr, alpha, momentum, nesterov, registers, masked):
     w = W[k, start:start + count]
     if VW is None:
         if alpha is not None:
@@ -293,14 +293,18 @@ def _step_and_accumulate_numpy(W, VW, k, start, count, minus_lr_delta, z, x, x_n
         v = VW[k, start:start + count]
         v[:] = momentum * v + step
         w += momentum * v + step if nesterov else v
+    if alpha is not None and VW is None:
+        squares[:count] += w * w
     z[:count] += x_next * w
 
 
 @_intrinsic_or(_step_and_accumulate_numpy)
-def _step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, x, x_next, lr,
-                         alpha, momentum, nesterov, registers, masked):
+def _step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, squares, x,
+                         x_next, lr, alpha, momentum, nesterov, registers, masked):
     """For one block of lanes j of row ``k`` of ``W`` from ``start`` (see _Block): the SGD
-    step of ``w = W[k, j]``, stored back, then ``z[j] += x_next * w``.
+    step of ``w = W[k, j]``, stored back, then ``z[j] += x_next * w``; and with an L2 penalty
+    (``alpha`` not None) but no momentum, ``squares[j] += w * w`` for the next sample's
+    penalty.
 
     Without momentum (``VW`` None) the step is ``w - (lr * alpha) * w + x * minus_lr_delta[j]``
     -- a multiply and an add per vector, after a multiply-add when ``alpha`` is given (an L2
@@ -314,9 +318,9 @@ def _step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, x
         return None
 
     def codegen(context, builder, sig, args):
-        W_, VW_, k_, start_, count_, minus_lr_delta_, z_ = args[:7]
+        W_, VW_, k_, start_, count_, minus_lr_delta_, z_, squares_ = args[:8]
         x_, x_next_ = (context.cast(builder, value, type_, W.dtype)
-                       for value, type_ in zip(args[7:9], sig.args[7:9]))
+                       for value, type_ in zip(args[8:10], sig.args[8:10]))
         block = _Block(context, builder, W.dtype, registers, masked, count_)
         index = [k_, start_]
         w = block.load(sig.args[0], W_, index)
@@ -324,8 +328,8 @@ def _step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, x
         if not isinstance(alpha, types.NoneType):
             # lr * alpha in their common type, as the kernel would compute it, then cast.
             common = context.typing_context.unify_types(lr, alpha)
-            lr_alpha = builder.fmul(context.cast(builder, args[9], lr, common),
-                                    context.cast(builder, args[10], alpha, common))
+            lr_alpha = builder.fmul(context.cast(builder, args[10], lr, common),
+                                    context.cast(builder, args[11], alpha, common))
             minus_lr_alpha = builder.fneg(
                 block.splat(context.cast(builder, lr_alpha, common, W.dtype)))
         if isinstance(VW, types.NoneType):
@@ -341,21 +345,24 @@ def _step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, x
             minus_lr_g = builder.fmul(block.splat(x_), minus_lr_delta_v)
             if not isinstance(alpha, types.NoneType):
                 minus_lr_g = block.fma(minus_lr_alpha, w, minus_lr_g)
-            momentum_ = block.splat(context.cast(builder, args[11], momentum, W.dtype))
+            momentum_ = block.splat(context.cast(builder, args[12], momentum, W.dtype))
             # The epoch kernel's velocity views arrive as Optional(array) (see _optimizer_state).
             velocity = VW.type if isinstance(VW, types.Optional) else VW
             VW_ = context.cast(builder, VW_, VW, velocity)
             v = block.fma(momentum_, block.load(velocity, VW_, index), minus_lr_g)
             block.store(v, velocity, VW_, index)
-            move = builder.select(args[12], block.fma(momentum_, v, minus_lr_g), v)
+            move = builder.select(args[13], block.fma(momentum_, v, minus_lr_g), v)
             w = builder.fadd(w, move)
         block.store(w, sig.args[0], W_, index)
+        if not isinstance(alpha, types.NoneType) and isinstance(VW, types.NoneType):
+            block.store(block.fma(w, w, block.load(sig.args[7], squares_, block.zero, whole=True)),
+                        sig.args[7], squares_, block.zero, whole=True)
         z_sum = block.fma(block.splat(x_next_), w,
                           block.load(sig.args[6], z_, block.zero, whole=True))
         block.store(z_sum, sig.args[6], z_, block.zero, whole=True)
         return context.get_dummy_value()
-    return (types.none(W, VW, k, start, count, minus_lr_delta, z, x, x_next, lr, alpha, momentum,
-                       nesterov, registers, masked), codegen)
+    return (types.none(W, VW, k, start, count, minus_lr_delta, z, squares, x, x_next, lr, alpha,
+                       momentum, nesterov, registers, masked), codegen)
 
 
 def _dense_tile_numpy(Z, A, W, b, row, start, count, rows, registers, masked):
@@ -580,6 +587,29 @@ def _as_matrix(typingctx, vector, rows, cols):
     return matrix_type(vector, rows, cols), codegen
 
 
+def _as_vector_numpy(matrix):
+    return matrix.reshape(-1)
+
+
+@_intrinsic_or(_as_vector_numpy)
+def _as_vector(typingctx, matrix):
+    """``matrix.reshape(-1)`` for a C-contiguous 2-D array, built in place as _as_matrix
+    builds its views."""
+    if not (isinstance(matrix, types.Array) and matrix.ndim == 2 and matrix.layout == "C"):
+        return None
+    vector_type = matrix.copy(ndim=1, layout="C")
+
+    def codegen(context, builder, sig, args):
+        source = make_array(matrix)(context, builder, args[0])
+        rows, cols = cgutils.unpack_tuple(builder, source.shape, 2)
+        vector = make_array(vector_type)(context, builder)
+        populate_array(vector, data=source.data, shape=[builder.mul(rows, cols)],
+                       strides=[source.itemsize], itemsize=source.itemsize,
+                       meminfo=source.meminfo, parent=source.parent)
+        return impl_ret_borrowed(context, builder, vector_type, vector._getvalue())
+    return vector_type(matrix), codegen
+
+
 @view
 def _layer(buffer, layout, layer):
     """Views (W, b) of one layer in a buffer laid out like the parameters: W is 2-D
@@ -684,12 +714,16 @@ def _step_biases(b, vb, delta, lr, momentum, nesterov):
 def _backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nesterov):
     """One pass over a hidden-fed layer's weights: delta_prev = W @ delta with the old
     weights, and the SGD step W -= lr * (outer(a, delta) + alpha * W); the velocities ``VW``
-    and ``vb`` are None without momentum."""
+    and ``vb`` are None without momentum. Returns the new weights' sum of squares when
+    ``alpha`` is given (the next sample's L2 penalty), else zero."""
     T = W.dtype.type
     if delta.size < NARROW:
         _backprop_step_narrow(W, VW, a, delta, delta_prev, lr, alpha, momentum, nesterov)
         _step_biases(b, vb, delta, lr, momentum, nesterov)
-        return
+        # A narrow layer's few weights in a pass of their own: summed down the columns,
+        # their squares would be one chain of dependent additions.
+        return _sum_of_squares(W) if alpha is not None else T(0)
+    squares = T(0)
     for k in range(a.size):
         ak = a[k]
         acc = T(0)
@@ -699,15 +733,22 @@ def _backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nest
             for j in range(delta.size):
                 w = W[k, j]
                 acc += w * delta[j]
-                W[k, j] = w - lr * _gradient(ak * delta[j], alpha, w)
+                w = w - lr * _gradient(ak * delta[j], alpha, w)
+                W[k, j] = w
+                if alpha is not None:
+                    squares += w * w
         else:
             for j in range(delta.size):
                 w = W[k, j]
                 acc += w * delta[j]
-                W[k, j] = _step(w, _gradient(ak * delta[j], alpha, w), VW[k], j, lr, momentum,
-                                nesterov)
+                w = _step(w, _gradient(ak * delta[j], alpha, w), VW[k], j, lr, momentum,
+                          nesterov)
+                W[k, j] = w
+                if alpha is not None:
+                    squares += w * w
         delta_prev[k] = acc
     _step_biases(b, vb, delta, lr, momentum, nesterov)
+    return squares
 
 
 @fused
@@ -767,14 +808,14 @@ def _step_and_forward_block(operands, start, count, registers, masked):
     columns from ``start``, at most a block of ``registers`` SIMD registers (fewer only if
     ``masked``). The block's z and -lr * delta stay in registers while it runs down the rows
     of W."""
-    W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov = operands
+    W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov, squares = operands
     z = _lane_buffer(W, registers)
     minus_lr_delta = _lane_buffer(W, registers)
     _load_scaled(z, b, start, count, 1, registers, masked)
     _load_scaled(minus_lr_delta, delta, start, count, -lr, registers, masked)
     for k in range(x.size):
-        _step_and_accumulate(W, VW, k, start, count, minus_lr_delta, z, x[k], x_next[k], lr,
-                             alpha, momentum, nesterov, registers, masked)
+        _step_and_accumulate(W, VW, k, start, count, minus_lr_delta, z, squares, x[k],
+                             x_next[k], lr, alpha, momentum, nesterov, registers, masked)
     _store_block(z_next, start, count, z, registers, masked)
 
 
@@ -786,7 +827,9 @@ def _step_first_and_forward(W, b, VW, vb, x, delta, x_next, z_next, lr, alpha, m
 
     The reference's arithmetic up to rounding: z's sums are fused multiply-adds (one rounding
     where the reference rounds twice), as are the update's momentum and penalty terms (see
-    _step_and_accumulate)."""
+    _step_and_accumulate). Returns the new weights' sum of squares when ``alpha`` is given
+    (the next sample's L2 penalty), else zero."""
+    T = W.dtype.type
     _step_biases(b, vb, delta, lr, momentum, nesterov)
     if VW is not None and 2 * W.size * W.itemsize > ROW_BY_ROW_ABOVE_BYTES:
         for j in range(b.size):
@@ -798,25 +841,55 @@ def _step_first_and_forward(W, b, VW, vb, x, delta, x_next, z_next, lr, alpha, m
                           momentum, nesterov)
                 W[k, j] = w
                 z_next[j] += xn * w
-        return
+        return _sum_of_squares(W) if alpha is not None else T(0)
     # Each block's z is one chain of multiply-adds down the rows, so the wider blocks of
     # _in_column_blocks also hide latency a block of one register would wait for. With
     # momentum a block of four registers also holds four of weights and four of velocities,
     # more than AVX2's sixteen, and spilled its sums to the stack: blocks of two trained
     # 12-40% faster at 30-16-1 float64 and 100-64-1 / 100-64-32-1 float32, within noise
     # elsewhere (Zen 3, interleaved runs in both orders).
-    operands = (W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov)
+    # With a penalty and no momentum, each block adds its new weights' squares into the first
+    # of its lanes here (the blocks' widths differ; the sum does not care which lane holds
+    # what): a pass over W less per sample, 5-12% faster at 30-16-1 and 100-64-1. With
+    # momentum the squares' registers spilled the block's (9-23% slower): a pass of their own.
+    squares = _lane_buffer(W, 4)
+    if alpha is not None:
+        squares[:] = T(0)
+    operands = (W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov, squares)
     if VW is None:
         _in_column_blocks(_step_and_forward_block, delta.size, _lanes_in(W), operands, 4)
-    else:
-        _in_column_blocks(_step_and_forward_block, delta.size, _lanes_in(W), operands, 2)
+        return _sum_lanes(squares) if alpha is not None else T(0)
+    _in_column_blocks(_step_and_forward_block, delta.size, _lanes_in(W), operands, 2)
+    return _sum_of_squares(W) if alpha is not None else T(0)
+
+
+@fused_sums
+def _sum_of_squares(W):
+    """The sum of the squares of a weight matrix's elements, in SIMD partial sums over the
+    flat matrix (row by row, a narrow matrix's sums were one chain: 4x slower)."""
+    T = W.dtype.type
+    w = _as_vector(W)
+    s = T(0)
+    for i in range(w.size):
+        s += w[i] * w[i]
+    return s
+
+
+@fused_sums
+def _sum_lanes(values):
+    """The sum of a lane buffer's elements."""
+    T = values.dtype.type
+    s = T(0)
+    for i in range(values.size):
+        s += values[i]
+    return s
 
 
 @fused_sums
 def _sum_squared_weights(params, layout):
-    """The L2 penalty's sum of squared weights (biases excluded). The per-sample epoch takes it
-    for every sample, so it goes in SIMD partial sums over a slice per layer (indexing params
-    by offsets kept it a scalar chain: 4-6x slower training with alpha > 0)."""
+    """The L2 penalty's sum of squared weights (biases excluded), in SIMD partial sums over a
+    slice per layer (indexing params by offsets kept it a scalar chain: 4-6x slower training
+    with alpha > 0)."""
     T = params.dtype.type
     s = T(0)
     for layer in range(layout.shape[0]):
@@ -848,6 +921,7 @@ def _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum
 
     Layer 0's pre-activations for a sample are computed by the previous sample's fused step
     (and before the loop for the first sample)."""
+    T = params.dtype.type
     last = layout.shape[0] - 1
     n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
     acts = scratch[:n_units]
@@ -860,6 +934,9 @@ def _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum
     deltaL = _units(deltas, layout, last)
     total = 0.0
     logs, product = 0.0, 1.0
+    # The L2 penalty's sum of squared weights: each sample's update sums the squares of the
+    # weights it stores, for the next sample (one pass over the weights less per sample).
+    squares = _sum_squared_weights(params, layout) if alpha is not None else T(0)
     # Each sample prefetches the row needed three samples later; one sample later for rows
     # over a kilobyte, whose samples take long enough, and four of which would crowd the
     # weights out of L1 (Zen 3, against one sample for all: +6-9% at 30-16-1, and -6% at
@@ -887,7 +964,8 @@ def _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum
                                               product)
         total += loss
         if alpha is not None:
-            total += alpha / 2 * _sum_squared_weights(params, layout)
+            total += alpha / 2 * squares
+        squares = T(0)
         for layer in range(last, 0, -1):
             if layer == last:
                 W, b, VW, vb = WL, bL, VWL, vbL
@@ -895,8 +973,8 @@ def _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum
                 W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
             a = _units(acts, layout, layer - 1)
             delta_prev = _units(deltas, layout, layer - 1)
-            _backprop_step(W, b, VW, vb, a, _units(deltas, layout, layer), delta_prev, lr,
-                           alpha, momentum, nesterov)
+            squares += _backprop_step(W, b, VW, vb, a, _units(deltas, layout, layer),
+                                      delta_prev, lr, alpha, momentum, nesterov)
             _scale_by_derivative(delta_prev, a, hidden_activation)
         # The last sample's fused forward pass computes an unused z for order[0]: one wasted
         # forward pass per epoch buys a branch-free inner loop.
@@ -905,8 +983,8 @@ def _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum
         # this hint their load latency stalls every sample (~25% at 30-16-1).
         if s + ahead < order.size:
             _prefetch_row(X[order[s + ahead]])
-        _step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0, lr, alpha,
-                                momentum, nesterov)
+        squares += _step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
+                                           lr, alpha, momentum, nesterov)
     return total + logs + np.log(product)
 
 
