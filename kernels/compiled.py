@@ -543,8 +543,8 @@ def _loss_and_delta(z, y, code, delta, logs, product):
             loss += y[j] * (log_sum_exp - z[j])
         # _output_activate's arithmetic, without its limit for +inf logits: here those make the
         # loss NaN, and the front rolls the epoch back. Calling it (compiled on its own, then
-        # inlined) made the epoch kernel's first compile 14% longer, for every network
-        # (median of eight interleaved pairs).
+        # inlined) made the epoch kernel's first compile 7-14% longer, for every network
+        # (medians of interleaved pairs, two runs).
         for j in range(z.size):
             z[j] = np.exp(z[j] - m)
         for j in range(z.size):
@@ -954,7 +954,8 @@ def _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum
     # _dense for the middle and last layers, picking the views made once per epoch: made
     # again per sample, 3-5-1 ran 7-10% slower). Against a copy for the first hidden layer's
     # activation, one per middle and last layer and a full _dense here: the epoch kernel
-    # compiles in 16% less time (median of six interleaved pairs), at the same speed.
+    # compiles in 6-16% less time (medians of six interleaved pairs, two runs), at the same
+    # speed.
     _dense_by_units(W0, b0, X[order[0]], z0)
     for s in range(order.size):
         i = order[s]
