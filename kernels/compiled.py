@@ -55,12 +55,15 @@ kernel = njit(cache=True, nogil=True, _nrt=False)
 view = njit(cache=True, nogil=True, _nrt=False, inline="always")
 # Compiled once on its own, then inlined by LLVM into each caller: a plain call to a kernel
 # that takes a dozen arrays pushes about 80 words, which costs as much as a small layer's
-# work (25-35% of the samples/s at 3-5-1 and 30-16-1).
-fused = njit(cache=True, nogil=True, _nrt=False, forceinline=True)
+# work (25-35% of the samples/s at 3-5-1 and 30-16-1). Only kernels call them, so they go
+# without the wrappers that let Python and C call a kernel: generating those made the
+# first fit's compile ~10% longer (medians of eight interleaved pairs, two runs).
+_INLINED = dict(cache=True, nogil=True, _nrt=False, forceinline=True,
+                no_cpython_wrapper=True, no_cfunc_wrapper=True)
+fused = njit(**_INLINED)
 # The same, with LLVM free to reorder sums and to fuse multiply-adds (fastmath's reassociation
 # and contraction only), for loops whose sums should go in SIMD partial sums.
-fused_sums = njit(cache=True, nogil=True, _nrt=False, forceinline=True,
-                  fastmath={"reassoc", "contract"})
+fused_sums = njit(**_INLINED, fastmath={"reassoc", "contract"})
 
 # Layers with fewer units than this (output layers) loop over inputs innermost.
 NARROW = 4
