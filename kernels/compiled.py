@@ -493,12 +493,18 @@ def _output_activate(z, code):
                 for j in range(z.size):
                     z[j] = T(1) / T(n_top) if z[j] == m else T(0)
                 return
-        s = T(0)
-        for j in range(z.size):
-            z[j] = np.exp(z[j] - m)
-            s += z[j]
-        for j in range(z.size):
-            z[j] /= s
+        _softmax_from(z, m)
+
+
+@view
+def _softmax_from(z, m):
+    """z = exp(z - m) / sum(exp(z - m)), in place, for ``m`` the largest of z."""
+    s = z.dtype.type(0)
+    for j in range(z.size):
+        z[j] = np.exp(z[j] - m)
+        s += z[j]
+    for j in range(z.size):
+        z[j] /= s
 
 
 # A sigmoid output's loss has a log1p(e) term, and the libm call is the slowest part of a
@@ -544,14 +550,11 @@ def _loss_and_delta(z, y, code, delta, logs, product):
         log_sum_exp = m + np.log(s)
         for j in range(z.size):
             loss += y[j] * (log_sum_exp - z[j])
-        # _output_activate's arithmetic, without its limit for +inf logits: here those make the
-        # loss NaN, and the front rolls the epoch back. Calling it (compiled on its own, then
-        # inlined) made the epoch kernel's first compile 7-14% longer, for every network
-        # (medians of interleaved pairs, two runs).
-        for j in range(z.size):
-            z[j] = np.exp(z[j] - m)
-        for j in range(z.size):
-            z[j] /= s
+        # _output_activate without its limit for +inf logits: here those make the loss NaN,
+        # and the front rolls the epoch back. Calling it (compiled on its own, then inlined)
+        # made the epoch kernel's first compile 7-14% longer, for every network (medians of
+        # interleaved pairs, two runs).
+        _softmax_from(z, m)
     else:
         for j in range(z.size):
             # One exp serves the loss and the sigmoid: e = exp(-|z|).
