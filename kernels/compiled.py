@@ -49,9 +49,10 @@ from .codes import (B_OFF, CACHE_LINE_BYTES, FAN_IN, FAN_OUT, FORWARD_TILE_ROWS,
                     SIGMOID, SOFTMAX, TANH, UNIT_OFF, W_OFF)
 
 kernel = njit(cache=True, nogil=True, _nrt=False)
-# Inlined at Numba-IR level: helpers that return array views (see above), and small ones
-# that need no branch pruned on a None argument (which IR inlining loses), since each
-# kernel compiled on its own costs ~0.1-0.2 s in the first run.
+# Inlined at Numba-IR level: helpers that return array views (see above), small ones that need
+# no branch pruned on a None argument (which IR inlining loses), since each kernel compiled on
+# its own costs ~0.1-0.2 s in the first run, and the ones that pick an activation by its code:
+# in a kernel that has the code as a constant, Numba then prunes the other activations.
 view = njit(cache=True, nogil=True, _nrt=False, inline="always")
 # Compiled once on its own, then inlined by LLVM into each caller: a plain call to a kernel
 # that takes a dozen arrays pushes about 80 words, which costs as much as a small layer's
@@ -429,7 +430,7 @@ def _prefetch_row(row):
         _prefetch(row, offset)
 
 
-@fused
+@view
 def _activate(z, code):
     """Hidden activation, in place."""
     T = z.dtype.type
@@ -449,7 +450,7 @@ def _activate(z, code):
             z[j] = np.tanh(z[j])
 
 
-@fused
+@view
 def _scale_by_derivative(delta, a, code):
     """delta *= f'(z), with f' written in terms of the activation a = f(z)."""
     T = delta.dtype.type
@@ -534,36 +535,56 @@ def _add_log1p(logs, product, e):
     return logs, product
 
 
-@fused
+@view
 def _loss_and_delta(z, y, code, delta, logs, product):
     """Cross-entropy of one sample from its logits ``z``; turns ``z`` into probabilities and
     writes the output delta ``p - y``. Returns ``(loss, logs, product)``: the sample's loss is
     ``loss`` plus what it added to the sum of logarithms ``(logs, product)`` (see
-    PRODUCT_LIMIT)."""
-    T = z.dtype.type
-    loss = T(0)
+    PRODUCT_LIMIT). Inlined at IR level, so a kernel whose ``code`` is a constant compiles
+    only its own output's helper; the helpers' loops inlined at IR level too trained 3-5-1
+    8-11% slower (interleaved runs in both orders)."""
     if code == SOFTMAX:
-        m = _max(z)
-        s = T(0)
-        for j in range(z.size):
-            s += np.exp(z[j] - m)
-        log_sum_exp = m + np.log(s)
-        for j in range(z.size):
-            loss += y[j] * (log_sum_exp - z[j])
-        # _output_activate without its limit for +inf logits: here those make the loss NaN,
-        # and the front rolls the epoch back. Calling it (compiled on its own, then inlined)
-        # made the epoch kernel's first compile 7-14% longer, for every network (medians of
-        # interleaved pairs, two runs).
-        _softmax_from(z, m)
+        loss = _softmax_loss(z, y)
     else:
-        for j in range(z.size):
-            # One exp serves the loss and the sigmoid: e = exp(-|z|).
-            e = np.exp(-abs(z[j]))
-            loss += max(z[j], T(0)) - y[j] * z[j]
-            logs, product = _add_log1p(logs, product, e)
-            z[j] = T(1) / (T(1) + e) if z[j] >= T(0) else e / (T(1) + e)
+        loss, logs, product = _sigmoid_loss(z, y, logs, product)
     for j in range(z.size):
         delta[j] = z[j] - y[j]
+    return loss, logs, product
+
+
+@fused
+def _softmax_loss(z, y):
+    """Softmax cross-entropy of the logits ``z``, which become the probabilities."""
+    T = z.dtype.type
+    m = _max(z)
+    s = T(0)
+    for j in range(z.size):
+        s += np.exp(z[j] - m)
+    log_sum_exp = m + np.log(s)
+    loss = T(0)
+    for j in range(z.size):
+        loss += y[j] * (log_sum_exp - z[j])
+    # _output_activate without its limit for +inf logits: here those make the loss NaN, and
+    # the front rolls the epoch back. Calling it (compiled on its own, then inlined) made the
+    # epoch kernel's first compile 7-14% longer, for every network (medians of interleaved
+    # pairs, two runs).
+    _softmax_from(z, m)
+    return loss
+
+
+@fused
+def _sigmoid_loss(z, y, logs, product):
+    """Sigmoid cross-entropy of each logit in ``z``, which become the probabilities; the
+    logarithms go in ``(logs, product)``."""
+    T = z.dtype.type
+    loss = T(0)
+    for j in range(z.size):
+        # One exp serves the loss and the sigmoid: e = exp(-|z|).
+        e = np.exp(-abs(z[j]))
+        # A select, where max() would be compiled as a function of its own.
+        loss += (z[j] if z[j] > T(0) else T(0)) - y[j] * z[j]
+        logs, product = _add_log1p(logs, product, e)
+        z[j] = T(1) / (T(1) + e) if z[j] >= T(0) else e / (T(1) + e)
     return loss, logs, product
 
 
@@ -922,84 +943,97 @@ def _optimizer_state(params, velocity, layout, layer):
     return W, b, VW, vb
 
 
-@kernel
-def _per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, nesterov,
-                      hidden_activation, output_activation, scratch):
-    """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed loss.
+@functools.cache
+def _per_sample_epoch(hidden_activation: int, output_activation: int):
+    """The per-sample epoch kernel for a pair of activation codes, made on first use.
 
-    ``velocity`` is None without momentum and ``alpha`` None without an L2 penalty: Numba then
-    compiles a kernel with no momentum or penalty code at all (it prunes branches on
-    ``is None``), which is what the default settings run; it compiles in about a second less,
-    and the first layer's update takes one multiply-add per weight less.
+    The codes are constants of the kernel rather than arguments: Numba prunes the branches of
+    _activate, _scale_by_derivative and _loss_and_delta that test them, so a kernel types and
+    compiles only the activations its network uses. The first fit's compile is 11-14% shorter
+    (medians of ten interleaved pairs, three runs), at the price of a compile per pair of
+    activations a user trains (Numba's disk cache keys closures by their constants)."""
 
-    Layer 0's pre-activations for a sample are computed by the previous sample's fused step
-    (and before the loop for the first sample)."""
-    T = params.dtype.type
-    last = layout.shape[0] - 1
-    n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
-    acts = scratch[:n_units]
-    deltas = scratch[n_units:2 * n_units]
-    W0, b0, VW0, vb0 = _optimizer_state(params, velocity, layout, 0)
-    WL, bL, VWL, vbL = _optimizer_state(params, velocity, layout, last)
-    z0 = _units(acts, layout, 0)
-    delta0 = _units(deltas, layout, 0)
-    zL = _units(acts, layout, last)
-    deltaL = _units(deltas, layout, last)
-    total = 0.0
-    logs, product = 0.0, 1.0
-    # The L2 penalty's sum of squared weights: each sample's update sums the squares of the
-    # weights it stores, for the next sample (one pass over the weights less per sample).
-    squares = _sum_squared_weights(params, layout) if alpha is not None else T(0)
-    # Each sample prefetches the row needed three samples later; one sample later for rows
-    # over a kilobyte, whose samples take long enough, and four of which would crowd the
-    # weights out of L1 (Zen 3, against one sample for all: +6-9% at 30-16-1, and -6% at
-    # 784-128-1 float32 had it applied there).
-    ahead = 2 if X.shape[1] * X.itemsize > 1024 else 4
-    # Each inlined copy of a helper lengthens the first run's compile, so this once-per-epoch
-    # pass takes _dense's plainest path, and the loop calls each helper from one place (one
-    # _dense for the middle and last layers, picking the views made once per epoch: made
-    # again per sample, 3-5-1 ran 7-10% slower). Against a copy for the first hidden layer's
-    # activation, one per middle and last layer and a full _dense here: the epoch kernel
-    # compiles in 6-16% less time (medians of six interleaved pairs, two runs), at the same
-    # speed.
-    _dense_by_units(W0, b0, X[order[0]], z0)
-    for s in range(order.size):
-        i = order[s]
-        for layer in range(1, last + 1):
-            a = z0 if layer == 1 else _units(acts, layout, layer - 1)
-            _activate(a, hidden_activation)
-            if layer == last:
-                W, b, z = WL, bL, zL
-            else:
-                W, b = _layer(params, layout, layer)
-                z = _units(acts, layout, layer)
-            _dense(W, b, a, z)
-        loss, logs, product = _loss_and_delta(zL, Y[i], output_activation, deltaL, logs,
-                                              product)
-        total += loss
-        if alpha is not None:
-            total += alpha / 2 * squares
-        squares = T(0)
-        for layer in range(last, 0, -1):
-            if layer == last:
-                W, b, VW, vb = WL, bL, VWL, vbL
-            else:
-                W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
-            a = _units(acts, layout, layer - 1)
-            delta_prev = _units(deltas, layout, layer - 1)
-            squares += _backprop_step(W, b, VW, vb, a, _units(deltas, layout, layer),
-                                      delta_prev, lr, alpha, momentum, nesterov)
-            _scale_by_derivative(delta_prev, a, hidden_activation)
-        # The last sample's fused forward pass computes an unused z for order[0]: one wasted
-        # forward pass per epoch buys a branch-free inner loop.
-        next_i = order[s + 1] if s + 1 < order.size else order[0]
-        # Rows come in shuffled order, so the hardware cannot guess the rows to come: without
-        # this hint their load latency stalls every sample (~25% at 30-16-1).
-        if s + ahead < order.size:
-            _prefetch_row(X[order[s + ahead]])
-        squares += _step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
-                                           lr, alpha, momentum, nesterov)
-    return total + logs + np.log(product)
+    @kernel
+    def per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, nesterov,
+                         scratch):
+        """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed
+        loss.
+
+        ``velocity`` is None without momentum and ``alpha`` None without an L2 penalty: Numba
+        then compiles a kernel with no momentum or penalty code at all (it prunes branches on
+        ``is None``), which is what the default settings run; it compiles in about a second
+        less, and the first layer's update takes one multiply-add per weight less.
+
+        Layer 0's pre-activations for a sample are computed by the previous sample's fused
+        step (and before the loop for the first sample)."""
+        T = params.dtype.type
+        last = layout.shape[0] - 1
+        n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
+        acts = scratch[:n_units]
+        deltas = scratch[n_units:2 * n_units]
+        W0, b0, VW0, vb0 = _optimizer_state(params, velocity, layout, 0)
+        WL, bL, VWL, vbL = _optimizer_state(params, velocity, layout, last)
+        z0 = _units(acts, layout, 0)
+        delta0 = _units(deltas, layout, 0)
+        zL = _units(acts, layout, last)
+        deltaL = _units(deltas, layout, last)
+        total = 0.0
+        logs, product = 0.0, 1.0
+        # The L2 penalty's sum of squared weights: each sample's update sums the squares of the
+        # weights it stores, for the next sample (one pass over the weights less per sample).
+        squares = _sum_squared_weights(params, layout) if alpha is not None else T(0)
+        # Each sample prefetches the row needed three samples later; one sample later for rows
+        # over a kilobyte, whose samples take long enough, and four of which would crowd the
+        # weights out of L1 (Zen 3, against one sample for all: +6-9% at 30-16-1, and -6% at
+        # 784-128-1 float32 had it applied there).
+        ahead = 2 if X.shape[1] * X.itemsize > 1024 else 4
+        # Each inlined copy of a helper lengthens the first run's compile, so this once-per-epoch
+        # pass takes _dense's plainest path, and the loop calls each helper from one place (one
+        # _dense for the middle and last layers, picking the views made once per epoch: made
+        # again per sample, 3-5-1 ran 7-10% slower). Against a copy for the first hidden layer's
+        # activation, one per middle and last layer and a full _dense here: the epoch kernel
+        # compiles in 6-16% less time (medians of six interleaved pairs, two runs), at the same
+        # speed.
+        _dense_by_units(W0, b0, X[order[0]], z0)
+        for s in range(order.size):
+            i = order[s]
+            for layer in range(1, last + 1):
+                a = z0 if layer == 1 else _units(acts, layout, layer - 1)
+                _activate(a, hidden_activation)
+                if layer == last:
+                    W, b, z = WL, bL, zL
+                else:
+                    W, b = _layer(params, layout, layer)
+                    z = _units(acts, layout, layer)
+                _dense(W, b, a, z)
+            loss, logs, product = _loss_and_delta(zL, Y[i], output_activation, deltaL, logs,
+                                                  product)
+            total += loss
+            if alpha is not None:
+                total += alpha / 2 * squares
+            squares = T(0)
+            for layer in range(last, 0, -1):
+                if layer == last:
+                    W, b, VW, vb = WL, bL, VWL, vbL
+                else:
+                    W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
+                a = _units(acts, layout, layer - 1)
+                delta_prev = _units(deltas, layout, layer - 1)
+                squares += _backprop_step(W, b, VW, vb, a, _units(deltas, layout, layer),
+                                          delta_prev, lr, alpha, momentum, nesterov)
+                _scale_by_derivative(delta_prev, a, hidden_activation)
+            # The last sample's fused forward pass computes an unused z for order[0]: one wasted
+            # forward pass per epoch buys a branch-free inner loop.
+            next_i = order[s + 1] if s + 1 < order.size else order[0]
+            # Rows come in shuffled order, so the hardware cannot guess the rows to come: without
+            # this hint their load latency stalls every sample (~25% at 30-16-1).
+            if s + ahead < order.size:
+                _prefetch_row(X[order[s + ahead]])
+            squares += _step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
+                                               lr, alpha, momentum, nesterov)
+        return total + logs + np.log(product)
+
+    return per_sample_epoch
 
 
 @kernel
@@ -1190,9 +1224,9 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
     compiled entry point means a fit compiles only the kernel its batch mode runs (the first
     per-sample fit compiles in about half the time)."""
     if batch_size == 1:
-        total = _per_sample_epoch(params, velocity if momentum != 0 else None, layout, X, Y,
-                                  order, lr, alpha if alpha != 0 else None, momentum, nesterov,
-                                  hidden_activation, output_activation, scratch)
+        kernel = _per_sample_epoch(hidden_activation, output_activation)
+        total = kernel(params, velocity if momentum != 0 else None, layout, X, Y, order, lr,
+                       alpha if alpha != 0 else None, momentum, nesterov, scratch)
     else:
         batch = min(batch_size, order.size)
         work, threads = None, contextlib.nullcontext()
