@@ -652,10 +652,13 @@ def test_interrupted_partial_fit_keeps_the_previous_calls(monkeypatch):
 
 
 SIGINT_CHILD = """
-import sys, warnings
+import signal, sys, warnings
 import numpy as np
 from fastmlp import FastMLP
 
+# A process started in the background by a shell (CI's bounds-checked run) inherits SIGINT
+# ignored, and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 warnings.simplefilter("ignore")
 X = np.random.default_rng(0).normal(size=(200, 5))
 y = X[:, 0] + X[:, 1] > 0
