@@ -1224,9 +1224,9 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
     compiled entry point means a fit compiles only the kernel its batch mode runs (the first
     per-sample fit compiles in about half the time)."""
     if batch_size == 1:
-        kernel = _per_sample_epoch(hidden_activation, output_activation)
-        total = kernel(params, velocity if momentum != 0 else None, layout, X, Y, order, lr,
-                       alpha if alpha != 0 else None, momentum, nesterov, scratch)
+        epoch = _per_sample_epoch(hidden_activation, output_activation)
+        total = epoch(params, velocity if momentum != 0 else None, layout, X, Y, order, lr,
+                      alpha if alpha != 0 else None, momentum, nesterov, scratch)
     else:
         batch = min(batch_size, order.size)
         work, threads = None, contextlib.nullcontext()
