@@ -755,11 +755,8 @@ def _backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nest
     ``alpha`` is given (the next sample's L2 penalty), else zero."""
     T = W.dtype.type
     if delta.size < NARROW:
-        _backprop_step_narrow(W, VW, a, delta, delta_prev, lr, alpha, momentum, nesterov)
-        _step_biases(b, vb, delta, lr, momentum, nesterov)
-        # A narrow layer's few weights in a pass of their own: summed down the columns,
-        # their squares would be one chain of dependent additions.
-        return _sum_of_squares(W) if alpha is not None else T(0)
+        return _backprop_step_narrow(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum,
+                                     nesterov)
     squares = T(0)
     for k in range(a.size):
         ak = a[k]
@@ -789,7 +786,7 @@ def _backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nest
 
 
 @fused
-def _backprop_step_narrow(W, VW, a, delta, delta_prev, lr, alpha, momentum, nesterov):
+def _backprop_step_narrow(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nesterov):
     """_backprop_step for a layer with few units (an output layer): one pass down each column,
     so the inner loop runs over the many inputs. delta_prev sums its terms in the same order."""
     T = W.dtype.type
@@ -808,6 +805,10 @@ def _backprop_step_narrow(W, VW, a, delta, delta_prev, lr, alpha, momentum, nest
                 delta_prev[k] += w * dj
                 W[k, j] = _step(w, _gradient(a[k] * dj, alpha, w), VW[k], j, lr, momentum,
                                 nesterov)
+    _step_biases(b, vb, delta, lr, momentum, nesterov)
+    # A narrow layer's few weights in a pass of their own: summed down the columns, their
+    # squares would be one chain of dependent additions.
+    return _sum_of_squares(W) if alpha is not None else T(0)
 
 
 @view
@@ -947,14 +948,19 @@ def _optimizer_state(params, velocity, layout, layer):
 
 
 @functools.cache
-def _per_sample_epoch(hidden_activation: int, output_activation: int):
-    """The per-sample epoch kernel for a pair of activation codes, made on first use.
+def _per_sample_epoch(hidden_activation: int, output_activation: int, shallow: bool):
+    """The per-sample epoch kernel for a pair of activation codes, made on first use; with
+    ``shallow``, for a network with one hidden layer and a narrow output layer only.
 
-    The codes are constants of the kernel rather than arguments: Numba prunes the branches of
-    _activate, _scale_by_derivative and _loss_and_delta that test them, so a kernel types and
-    compiles only the activations its network uses. The first fit's compile is 11-14% shorter
-    (medians of ten interleaved pairs, three runs), at the price of a compile per pair of
-    activations a user trains (Numba's disk cache keys closures by their constants)."""
+    These are constants of the kernel rather than arguments: Numba prunes the branches that
+    test them (in _activate, _scale_by_derivative and _loss_and_delta, and here), so a kernel
+    types and compiles only the activations and the layer paths its network uses. The codes
+    made the first fit's compile 11-14% shorter (medians of ten interleaved pairs, three runs);
+    ``shallow`` (the default network's kind and most users'), which leaves out the layer loops
+    and the wide layers' paths of _dense and _backprop_step, took 30% off the instructions of
+    a process that compiles a 3-5-1 kernel (Valgrind's count: 19.8 G to 13.8 G) and 25% off
+    its time (median of eight interleaved pairs). The price is a compile per combination a
+    user trains (Numba's disk cache keys closures by their constants)."""
 
     @kernel
     def per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, nesterov,
@@ -1000,31 +1006,41 @@ def _per_sample_epoch(hidden_activation: int, output_activation: int):
         _dense_by_units(W0, b0, X[order[0]], z0)
         for s in range(order.size):
             i = order[s]
-            for layer in range(1, last + 1):
-                a = z0 if layer == 1 else _units(acts, layout, layer - 1)
-                _activate(a, hidden_activation)
-                if layer == last:
-                    W, b, z = WL, bL, zL
-                else:
-                    W, b = _layer(params, layout, layer)
-                    z = _units(acts, layout, layer)
-                _dense(W, b, a, z)
+            # A shallow network's layer loops, unrolled to their one narrow layer.
+            if shallow:
+                _activate(z0, hidden_activation)
+                _dense_by_units(WL, bL, z0, zL)
+            else:
+                for layer in range(1, last + 1):
+                    a = z0 if layer == 1 else _units(acts, layout, layer - 1)
+                    _activate(a, hidden_activation)
+                    if layer == last:
+                        W, b, z = WL, bL, zL
+                    else:
+                        W, b = _layer(params, layout, layer)
+                        z = _units(acts, layout, layer)
+                    _dense(W, b, a, z)
             loss, logs, product = _loss_and_delta(zL, Y[i], output_activation, deltaL, logs,
                                                   product)
             total += loss
             if alpha is not None:
                 total += alpha / 2 * squares
             squares = T(0)
-            for layer in range(last, 0, -1):
-                if layer == last:
-                    W, b, VW, vb = WL, bL, VWL, vbL
-                else:
-                    W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
-                a = _units(acts, layout, layer - 1)
-                delta_prev = _units(deltas, layout, layer - 1)
-                squares += _backprop_step(W, b, VW, vb, a, _units(deltas, layout, layer),
-                                          delta_prev, lr, alpha, momentum, nesterov)
-                _scale_by_derivative(delta_prev, a, hidden_activation)
+            if shallow:
+                squares += _backprop_step_narrow(WL, bL, VWL, vbL, z0, deltaL, delta0, lr, alpha,
+                                                 momentum, nesterov)
+                _scale_by_derivative(delta0, z0, hidden_activation)
+            else:
+                for layer in range(last, 0, -1):
+                    if layer == last:
+                        W, b, VW, vb = WL, bL, VWL, vbL
+                    else:
+                        W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
+                    a = _units(acts, layout, layer - 1)
+                    delta_prev = _units(deltas, layout, layer - 1)
+                    squares += _backprop_step(W, b, VW, vb, a, _units(deltas, layout, layer),
+                                              delta_prev, lr, alpha, momentum, nesterov)
+                    _scale_by_derivative(delta_prev, a, hidden_activation)
             # The last sample's fused forward pass computes an unused z for order[0]: one wasted
             # forward pass per epoch buys a branch-free inner loop.
             next_i = order[s + 1] if s + 1 < order.size else order[0]
@@ -1227,7 +1243,8 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
     compiled entry point means a fit compiles only the kernel its batch mode runs (the first
     per-sample fit compiles in about half the time)."""
     if batch_size == 1:
-        epoch = _per_sample_epoch(hidden_activation, output_activation)
+        shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
+        epoch = _per_sample_epoch(hidden_activation, output_activation, shallow)
         total = epoch(params, velocity if momentum != 0 else None, layout, X, Y, order, lr,
                       alpha if alpha != 0 else None, momentum, nesterov, scratch)
     else:
