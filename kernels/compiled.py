@@ -675,10 +675,18 @@ def _dense(W, b, a, z):
     per unit, which spares a short inner loop per row, in partial sums (the terms' order is
     the compiler's)."""
     if z.size < NARROW:
-        _dense_by_units(W, b, a, z)
+        _dense_narrow(W, b, a, z)
         return
     _in_column_blocks(_dense_one_row, z.size, _lanes_in(W),
                       (W, b, _as_matrix(a, 1, a.size), _as_matrix(z, 1, z.size)), 4)
+
+
+@fused_sums
+def _dense_narrow(W, b, a, z):
+    """_dense for a narrow layer, its dot products in partial sums: a function of its own, so
+    that the shallow kernel's output layer gets them too (inlined there at IR level, the
+    64-term sums of 100-64-1 became one chain: 5% slower)."""
+    _dense_by_units(W, b, a, z)
 
 
 @view
@@ -785,7 +793,10 @@ def _backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nest
     return squares
 
 
-@fused
+# Compiled with _backprop_step's flags, as it was when only _backprop_step called it: without
+# them, called from the shallow kernel, it rounded differently (float32 100-64-1's loss moved
+# in the 8th digit) and trained 3-7% slower at 100-64-1 and 784-128-1 float32.
+@fused_sums
 def _backprop_step_narrow(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nesterov):
     """_backprop_step for a layer with few units (an output layer): one pass down each column,
     so the inner loop runs over the many inputs. delta_prev sums its terms in the same order."""
@@ -1009,7 +1020,7 @@ def _per_sample_epoch(hidden_activation: int, output_activation: int, shallow: b
             # A shallow network's layer loops, unrolled to their one narrow layer.
             if shallow:
                 _activate(z0, hidden_activation)
-                _dense_by_units(WL, bL, z0, zL)
+                _dense_narrow(WL, bL, z0, zL)
             else:
                 for layer in range(1, last + 1):
                     a = z0 if layer == 1 else _units(acts, layout, layer - 1)
