@@ -968,10 +968,11 @@ def _per_sample_epoch(hidden_activation: int, output_activation: int, shallow: b
     types and compiles only the activations and the layer paths its network uses. The codes
     made the first fit's compile 11-14% shorter (medians of ten interleaved pairs, three runs);
     ``shallow`` (the default network's kind and most users'), which leaves out the layer loops
-    and the wide layers' paths of _dense and _backprop_step, took 30% off the instructions of
-    a process that compiles a 3-5-1 kernel (Valgrind's count: 19.8 G to 13.8 G) and 25% off
-    its time (median of eight interleaved pairs). The price is a compile per combination a
-    user trains (Numba's disk cache keys closures by their constants)."""
+    and the wide layers' paths of _dense and _backprop_step, took 27% off the instructions of
+    a process that compiles a 3-5-1 kernel (Valgrind's count: 19.8 G to 14.3 G) and 25-27%
+    off its time (ratio medians of two runs of eight interleaved pairs). The price is a
+    compile per combination a user trains (Numba's disk cache keys closures by their
+    constants)."""
 
     @kernel
     def per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, nesterov,
