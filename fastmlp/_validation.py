@@ -46,10 +46,13 @@ def check_X(X, name: str, dtype=None, *, return_abs_max: bool = False):
     if np.ma.is_masked(X):
         raise ValueError(f"{name} does not support masked arrays: fill the masked entries "
                          "(X.filled(value)) or drop their rows.")
-    try:
-        array = np.asarray(X)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} could not convert X to a numeric array: {error}") from None
+    if _is_frame(X):
+        array = _frame_to_array(X, name)
+    else:
+        try:
+            array = np.asarray(X)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} could not convert X to a numeric array: {error}") from None
     if np.iscomplexobj(array):
         raise ValueError("Complex data not supported\n" + _head(array))
     if array.dtype.kind == "O":
@@ -81,6 +84,46 @@ def check_X(X, name: str, dtype=None, *, return_abs_max: bool = False):
     if return_abs_max:
         return array, _finite_abs_max(array, "X")
     _check_finite(array, "X")
+    return array
+
+
+def _is_frame(X) -> bool:
+    """Whether X is a DataFrame-like table with per-column dtypes (pandas, without importing
+    it: fastmlp's cold start must not pay for pandas)."""
+    return hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "to_numpy")
+
+
+def _frame_to_array(X, name: str) -> np.ndarray:
+    """A DataFrame's values as a NumPy array, refusing by name the columns that are not
+    numbers: a categorical's codes or a text column would otherwise become magnitudes the
+    network reads as meaningful, or fail with a message that names no column."""
+    extension = False
+    for column, dtype in zip(X.columns, X.dtypes):
+        if str(dtype) == "category":
+            raise ValueError(f"{name} needs numeric features; column {column!r} is categorical. "
+                             "Encode it first, e.g. with sklearn.preprocessing.OneHotEncoder.")
+        kind = getattr(dtype, "kind", "O")
+        if kind == "O":
+            try:
+                np.asarray(X[column], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} needs numeric features; column {column!r} (dtype "
+                                 f"{dtype}) holds values that are not numbers. Convert or "
+                                 "encode it first.") from None
+        elif kind not in "biuf":
+            raise ValueError(f"{name} needs numeric features; column {column!r} has dtype "
+                             f"{dtype}. Convert it to numbers explicitly.")
+        extension |= not isinstance(dtype, np.dtype)
+    if not extension:
+        return np.asarray(X)
+    # Nullable extension dtypes (Int64, Float64, boolean) mark missing values with pandas.NA,
+    # which NumPy cannot convert: they become NaN, which the finiteness check names.
+    array = X.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.isnan(array).any(axis=0)
+    if missing.any():
+        columns = [str(column) for column in np.asarray(X.columns)[missing]]
+        raise ValueError(f"Input X contains NaN (missing values) in column(s) {columns}: "
+                         "impute or drop them first.")
     return array
 
 

@@ -12,6 +12,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas
 import pytest
 import scipy.sparse
 from conftest import (BACKENDS, assert_relative_close, assert_same_weights, make_labels,
@@ -788,7 +789,6 @@ def test_other_numbers_train_like_their_float64_copy(backend, dtype):
 
 
 def test_dataframes_train_like_their_arrays():
-    pandas = pytest.importorskip("pandas")
     X, y = make_labels("multiclass", N_SAMPLES, seed=76)
     frame = pandas.DataFrame(X, columns=list("abcd")).astype({"a": "float32", "b": "int64"})
     frame["b"] = np.round(3 * X[:, 1]).astype(np.int64)
@@ -797,6 +797,51 @@ def test_dataframes_train_like_their_arrays():
     plain = fit_quietly(FastMLP(**settings), frame.to_numpy(dtype=np.float64), y)
     assert_same_weights(weights(model), weights(plain))
     assert list(model.feature_names_in_) == list("abcd")
+
+
+def test_dataframe_columns_are_matched_by_name_at_predict_time():
+    X, y = make_labels("binary", N_SAMPLES, seed=76)
+    frame = pandas.DataFrame(X, columns=["income", "score", "loans", "age"])
+    model = fit_quietly(FastMLP(hidden_layer_sizes=(4,), max_iter=2, random_state=0), frame, y)
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        unnamed = model.predict_proba(X)
+    np.testing.assert_array_equal(model.predict_proba(frame), unnamed)
+    with pytest.raises(ValueError, match="feature names should match"):
+        model.predict(frame[["score", "income", "loans", "age"]])
+
+
+# A column each, refused by name with what to do, before any training.
+BAD_COLUMNS = {
+    "categorical-text": (lambda: pandas.Categorical(["x", "y"] * 10),
+                         r"column 'colour' is categorical\. Encode it first"),
+    "categorical-numbers": (lambda: pandas.Categorical([1, 2] * 10),
+                            r"column 'colour' is categorical"),
+    "text": (lambda: ["red", "blue"] * 10, r"column 'colour' \(dtype \w+\) holds values that"),
+    "string-dtype": (lambda: pandas.array(["1", "x"] * 10, dtype="string"),
+                     r"column 'colour' \(dtype string\) holds values that are not numbers"),
+    "dates": (lambda: pandas.date_range("2020-01-01", periods=20),
+              r"column 'colour' has dtype datetime64"),
+    "nullable-with-missing": (lambda: pandas.array([1, None] * 10, dtype="Int64"),
+                              r"contains NaN \(missing values\) in column\(s\) \['colour'\]"),
+}
+
+
+@pytest.mark.parametrize("column", BAD_COLUMNS)
+def test_dataframe_columns_that_are_not_numbers_are_named(column, no_training):
+    values, message = BAD_COLUMNS[column]
+    frame = pandas.DataFrame({"size": np.arange(20.0), "colour": values()})
+    with pytest.raises(ValueError, match=message):
+        FastMLP().fit(frame, [0, 1] * 10)
+
+
+def test_nullable_numeric_columns_without_missing_values_train_like_floats():
+    X, y = make_labels("binary", N_SAMPLES, seed=76)
+    frame = pandas.DataFrame({"a": pandas.array(np.round(3 * X[:, 0]).astype(int), dtype="Int64"),
+                              "b": X[:, 1]})
+    settings = dict(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+    model = fit_quietly(FastMLP(**settings), frame, y)
+    plain = fit_quietly(FastMLP(**settings), frame.astype(np.float64).to_numpy(), y)
+    assert_same_weights(weights(model), weights(plain))
 
 
 # ------------------------------------------------------------------ threads
