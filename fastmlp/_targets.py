@@ -3,11 +3,11 @@ does with a LabelBinarizer)."""
 
 import numpy as np
 
-from .kernels.codes import SIGMOID, SOFTMAX
+from .kernels import registry
 
-BINARY = "binary"
-MULTICLASS = "multiclass"
-MULTILABEL = "multilabel-indicator"
+BINARY = registry.BINARY.name
+MULTICLASS = registry.MULTICLASS.name
+MULTILABEL = registry.MULTILABEL.name
 
 
 def target_kind(y) -> str:
@@ -20,8 +20,9 @@ def target_kind(y) -> str:
     return BINARY if len(np.unique(y)) <= 2 else MULTICLASS
 
 
-def output_activation(kind: str) -> int:
-    return SOFTMAX if kind == MULTICLASS else SIGMOID
+def output(kind: str) -> registry.Output:
+    """The output layer and loss that learn targets of this kind."""
+    return registry.TARGET_KIND_BY_NAME[kind].output
 
 
 def classes_of(y, kind: str) -> np.ndarray:

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from .exceptions import DataConversionWarning
+from .kernels.registry import ACTIVATION_BY_NAME, INIT_SCHEME_BY_NAME
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -249,8 +250,8 @@ def check_params(est) -> None:
             isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
             for s in sizes)):
         fail("hidden_layer_sizes", "a positive int or a sequence of positive ints")
-    if not (isinstance(est.activation, str) and est.activation in ACTIVATION_NAMES):
-        fail("activation", f"a str among {sorted(ACTIVATION_NAMES)}")
+    if not (isinstance(est.activation, str) and est.activation in ACTIVATION_BY_NAME):
+        fail("activation", f"a str among {sorted(ACTIVATION_BY_NAME)}")
     batch = est.batch_size
     if not (batch == "full" if isinstance(batch, str)
             else isinstance(batch, numbers.Integral) and not isinstance(batch, bool)
@@ -279,16 +280,16 @@ def check_params(est) -> None:
     if not (_is_str(est.backend, "numba") or _is_str(est.backend, "numpy")):
         fail("backend", "'numba' or 'numpy'")
     init = est.init
+    init_choices = (f"a str among {sorted(INIT_SCHEME_BY_NAME)}, a number (constant weights) "
+                    "or a (coefs, intercepts) pair")
     if isinstance(init, str):
-        if init not in INIT_NAMES:
-            fail("init", f"a str among {sorted(INIT_NAMES)}, a number (constant weights) or "
-                         "a (coefs, intercepts) pair")
+        if init not in INIT_SCHEME_BY_NAME:
+            fail("init", init_choices)
     elif isinstance(init, numbers.Real) and not isinstance(init, bool):
         if not math.isfinite(init):
             fail("init", "a finite number when it is a constant")
     elif not (isinstance(init, (tuple, list)) and len(init) == 2):
-        fail("init", f"a str among {sorted(INIT_NAMES)}, a number (constant weights) or a "
-                     "(coefs, intercepts) pair")
+        fail("init", init_choices)
     rs = est.random_state
     if not (rs is None or isinstance(rs, (numbers.Integral, np.random.Generator,
                                           np.random.RandomState, np.random.SeedSequence))
@@ -325,8 +326,3 @@ def _real(est, param, fail, low=None, high=None, low_open=False, high_open=False
         hi = "inf)" if high is None else f"{high}" + (")" if high_open else "]")
         fail(param, f"a finite real number in the range {lo}{hi}")
 
-
-# The names users may pass, mapped by the estimator to kernel codes; kept here so the
-# checks and the estimator read one table.
-ACTIVATION_NAMES = {"identity", "linear", "logistic", "sigmoid", "tanh", "relu"}
-INIT_NAMES = {"glorot", "he", "xavier", "normal"}

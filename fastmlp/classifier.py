@@ -17,10 +17,7 @@ from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
 from .kernels.layout import aligned_copy, is_aligned, make_layout, unpack
-
-HIDDEN_CODES = {"identity": codes.IDENTITY, "linear": codes.IDENTITY,
-                "logistic": codes.LOGISTIC, "sigmoid": codes.LOGISTIC,
-                "tanh": codes.TANH, "relu": codes.RELU}
+from .kernels.registry import ACTIVATION_BY_NAME
 
 # Below this many rows prediction runs in the calling thread: starting workers costs more.
 _PARALLEL_ROWS = 20_000
@@ -55,7 +52,7 @@ def _overflow_bound(layout, activation: str, x_abs_max: float, dtype):
     largest float leaves room for rounding. When the test cannot promise, the caller runs
     the forward pass itself."""
     fan_ins = [int(fan_in) for fan_in in layout[:, codes.FAN_IN]]
-    squashing = activation in ("logistic", "sigmoid", "tanh")
+    squashing = ACTIVATION_BY_NAME[activation].bounded
     limit = float(np.finfo(dtype).max) / 4
 
     def cannot_overflow(params) -> bool:
@@ -256,11 +253,11 @@ class FastMLP(ClassifierBase):
     @property
     def out_activation_(self) -> str:
         self._check_fitted()
-        return "softmax" if self._kind == _targets.MULTICLASS else "logistic"
+        return _targets.output(self._kind).name
 
     @property
     def _output_code(self) -> int:
-        return _targets.output_activation(self._kind)
+        return _targets.output(self._kind).code
 
     # ---------------------------------------------------------------- training
 
@@ -438,7 +435,7 @@ class FastMLP(ClassifierBase):
         T = self._dtype.type
         lr, alpha, momentum = T(self.learning_rate_init), T(self.alpha), T(self.momentum)
         nesterov = bool(self.nesterovs_momentum)
-        hidden, output = HIDDEN_CODES[self.activation], self._output_code
+        hidden, output = ACTIVATION_BY_NAME[self.activation].code, self._output_code
         if not is_aligned(self._params):
             # The kernels want the buffer on a cache line, and NumPy does not promise one.
             # Before the first epoch nothing holds views of it (a loaded model is aligned on
@@ -582,7 +579,7 @@ class FastMLP(ClassifierBase):
     def _forward(self, X, output: int) -> np.ndarray:
         kernels = _backend(self.backend)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=self._dtype)
-        hidden = HIDDEN_CODES[self.activation]
+        hidden = ACTIVATION_BY_NAME[self.activation].code
 
         def run(start, stop):
             scratch = np.empty(_FORWARD_BLOCK * self._n_units, dtype=self._dtype)

@@ -28,6 +28,7 @@ from ._validation import check_params
 from ._version import __version__
 from .classifier import FastMLP
 from .kernels.layout import unpack
+from .kernels.registry import ACTIVATION_BY_NAME, INIT_SCHEME_BY_NAME
 from .persistence import load
 
 # Settings that train each embedded data set well in about a second; flags override them.
@@ -42,8 +43,6 @@ RECIPES = {
     "csv": {"hidden": [16], "epochs": 100},
 }
 DEFAULTS = {"activation": "relu", "batch_size": 1, "lr": 0.01, "init": "glorot", "tol": 1e-4}
-SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "logistic",
-                       "sigmoid": "logistic", "identity": "identity", "linear": "identity"}
 SHUFFLE = {"yes": True, "no": False, "replacement": "replacement"}
 # fastmlp (numba) runs many more samples than the slow contenders in the same time; its
 # per-epoch overhead is only amortised over enough rows.
@@ -142,9 +141,9 @@ def _add_train(commands) -> None:
     net.add_argument("--hidden", type=_layer_sizes, nargs="+", metavar="N",
                      help="hidden layer widths, e.g. --hidden 32 16 or --hidden 32,16 "
                      "(default: see the recipes below)")
-    net.add_argument("--activation", choices=sorted(SKLEARN_ACTIVATIONS),
+    net.add_argument("--activation", choices=sorted(ACTIVATION_BY_NAME),
                      help="hidden activation (default relu)")
-    net.add_argument("--init", choices=("glorot", "he", "xavier", "normal"),
+    net.add_argument("--init", choices=tuple(INIT_SCHEME_BY_NAME),
                      help="initial weights (default glorot)")
 
     fit = train.add_argument_group("training")
@@ -507,7 +506,7 @@ def _fit_sklearn(params: dict, data: _Data, quiet: bool) -> _Run:
     batch = params["batch_size"]
     model = MLPClassifier(
         hidden_layer_sizes=params["hidden_layer_sizes"],
-        activation=SKLEARN_ACTIVATIONS[params["activation"]], solver="sgd",
+        activation=ACTIVATION_BY_NAME[params["activation"]].name, solver="sgd",
         learning_rate="constant", learning_rate_init=params["learning_rate_init"],
         batch_size=len(data.y) if batch == "full" else batch, max_iter=params["max_iter"],
         shuffle=bool(params["shuffle"]), random_state=params["random_state"],

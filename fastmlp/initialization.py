@@ -4,15 +4,16 @@
 import numpy as np
 
 from .kernels.layout import unpack
+from .kernels.registry import ACTIVATION_BY_NAME, INIT_SCHEME_BY_NAME
 
 
 def initialize(params, layout, init, activation: str, rng) -> None:
     """Fill the flat buffer ``params`` in place.
 
-    - ``"glorot"``: scikit-learn's scheme, weights and biases ~ U(-r, r) with
-      r = sqrt(6 / (fan_in + fan_out)) (sqrt(2 / ...) for logistic units).
-    - ``"he"``: weights ~ N(0, 2 / fan_in); ``"xavier"``: N(0, 1 / fan_in);
-      ``"normal"``: N(0, 0.01**2). Biases 0.
+    - a scheme's name (:data:`fastmlp.kernels.registry.INIT_SCHEMES`): ``"glorot"``,
+      scikit-learn's, weights and biases ~ U(-r, r) with r = sqrt(6 / (fan_in + fan_out))
+      (sqrt(2 / ...) for logistic units); ``"he"``: weights ~ N(0, 2 / fan_in); ``"xavier"``:
+      N(0, 1 / fan_in); ``"normal"``: N(0, 0.01**2); biases 0 unless the scheme draws them.
     - a number: every weight that value, biases 0.
     - ``(coefs, intercepts)``: explicit arrays shaped like ``coefs_`` / ``intercepts_``.
     """
@@ -20,21 +21,19 @@ def initialize(params, layout, init, activation: str, rng) -> None:
     if isinstance(init, (tuple, list)):
         _copy_explicit(coefs, intercepts, init)
         return
+    scheme = INIT_SCHEME_BY_NAME[init] if isinstance(init, str) else None
     for W, b in zip(coefs, intercepts):
-        fan_in, fan_out = W.shape
-        if isinstance(init, str) and init == "glorot":
-            factor = 2.0 if activation in ("logistic", "sigmoid") else 6.0
-            bound = np.sqrt(factor / (fan_in + fan_out))
-            W[...] = rng.uniform(-bound, bound, (fan_in, fan_out))
-            b[...] = rng.uniform(-bound, bound, fan_out)
-            continue
-        if isinstance(init, str):
-            std = {"he": np.sqrt(2.0 / fan_in), "xavier": np.sqrt(1.0 / fan_in),
-                   "normal": 0.01}[init]
-            W[...] = rng.normal(0.0, std, (fan_in, fan_out))
-        else:
+        if scheme is None:
             W[...] = init
-        b[...] = 0
+            b[...] = 0
+            continue
+        scale = scheme.scale(*W.shape, ACTIVATION_BY_NAME[activation])
+        if scheme.distribution == "uniform":
+            W[...] = rng.uniform(-scale, scale, W.shape)
+            b[...] = rng.uniform(-scale, scale, b.shape) if scheme.biases_too else 0
+        else:
+            W[...] = rng.normal(0.0, scale, W.shape)
+            b[...] = rng.normal(0.0, scale, b.shape) if scheme.biases_too else 0
 
 
 def _copy_explicit(coefs, intercepts, init) -> None:

@@ -36,11 +36,12 @@ from ._validation import check_params, hidden_sizes
 from .classifier import FastMLP
 from .kernels.codes import FAN_IN, FAN_OUT
 from .kernels.layout import aligned_copy, make_layout, unpack
+from .kernels.registry import TARGET_KIND_BY_NAME
 
 FORMAT = "fastmlp-model"
 FORMAT_VERSION = 1
 METADATA = "metadata.json"
-KINDS = ("binary", "multiclass", "multilabel-indicator")
+KINDS = tuple(TARGET_KIND_BY_NAME)
 FLOAT_DTYPES = ("float32", "float64")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 # dtype kinds each entry may hold: numbers, or text for labels and names; never objects.

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from fastmlp.kernels import compiled, reference
-from fastmlp.kernels.codes import IDENTITY, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
+from fastmlp.kernels import registry
+from fastmlp.kernels.codes import SIGMOID, SOFTMAX
 from fastmlp.kernels.layout import make_layout
 
 # The loan-approval CSVs ship inside the package, so the tests read the copies users get.
 DATA_DIR = files("fastmlp") / "data"
 
 BACKENDS = {"numba": compiled, "numpy": reference}
-HIDDEN_CODES = {"identity": IDENTITY, "logistic": LOGISTIC, "tanh": TANH, "relu": RELU}
+HIDDEN_CODES = {activation.name: activation.code for activation in registry.ACTIVATIONS}
 
 # Output layers the kernels train: (output code, number of output columns).
 OUTPUTS = {"binary": (SIGMOID, 1), "multilabel": (SIGMOID, 3), "softmax": (SOFTMAX, 3)}

@@ -1,0 +1,105 @@
+"""Every name the API accepts for a choice the kernels make, listed once.
+
+Validation, the estimators, the CLI, persistence, the initialisation and the tests read these
+tables; none of them lists the names again. Kernels never see a name: the front translates it
+to its integer code (:mod:`fastmlp.kernels.codes`) once per fit. Plain Python, no Numba, so
+``import fastmlp`` stays cheap.
+
+To add an activation, an output/loss pair or an init scheme: its kernel math and its NumPy
+reference twin take the new code, and one entry here makes it a name users can pass.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from . import codes
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A hidden-layer activation.
+
+    ``bounded``: its outputs lie in [-1, 1] whatever its input (the overflow bound of a
+    network's outputs restarts there). ``glorot_factor``: scikit-learn's uniform init bound is
+    sqrt(factor / (fan_in + fan_out)), with 2 for logistic units and 6 for the others.
+    """
+    name: str
+    code: int
+    aliases: tuple[str, ...] = ()
+    bounded: bool = False
+    glorot_factor: float = 6.0
+
+
+ACTIVATIONS = (
+    Activation("identity", codes.IDENTITY, aliases=("linear",)),
+    Activation("logistic", codes.LOGISTIC, aliases=("sigmoid",), bounded=True,
+               glorot_factor=2.0),
+    Activation("tanh", codes.TANH, bounded=True),
+    Activation("relu", codes.RELU),
+)
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output activation with the loss it is trained with (a constant pair in the kernels).
+
+    ``name`` is scikit-learn's ``out_activation_``; ``loss`` its ``loss`` name."""
+    name: str
+    code: int
+    loss: str
+
+
+SIGMOID_LOG_LOSS = Output("logistic", codes.SIGMOID, "log_loss")
+SOFTMAX_LOG_LOSS = Output("softmax", codes.SOFTMAX, "log_loss")
+OUTPUTS = (SIGMOID_LOG_LOSS, SOFTMAX_LOG_LOSS)
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """What a target ``y`` holds, with the output layer that learns it (scikit-learn's
+    ``type_of_target`` names)."""
+    name: str
+    output: Output
+
+
+BINARY = TargetKind("binary", SIGMOID_LOG_LOSS)
+MULTICLASS = TargetKind("multiclass", SOFTMAX_LOG_LOSS)
+MULTILABEL = TargetKind("multilabel-indicator", SIGMOID_LOG_LOSS)
+TARGET_KINDS = (BINARY, MULTICLASS, MULTILABEL)
+
+
+@dataclass(frozen=True)
+class InitScheme:
+    """Starting weights of a layer: drawn ``uniform`` in [-scale, scale] or ``normal`` with
+    standard deviation ``scale``, where ``scale(fan_in, fan_out, activation)`` is computed in
+    float64; ``biases_too`` draws the biases the same way (else they start at zero)."""
+    name: str
+    distribution: str
+    scale: Callable[[int, int, Activation], float]
+    biases_too: bool = False
+
+
+INIT_SCHEMES = (
+    # scikit-learn's scheme: U(-r, r), r = sqrt(factor / (fan_in + fan_out)).
+    InitScheme("glorot", "uniform",
+               lambda fan_in, fan_out, act: math.sqrt(act.glorot_factor / (fan_in + fan_out)),
+               biases_too=True),
+    InitScheme("he", "normal", lambda fan_in, fan_out, act: math.sqrt(2.0 / fan_in)),
+    InitScheme("xavier", "normal", lambda fan_in, fan_out, act: math.sqrt(1.0 / fan_in)),
+    InitScheme("normal", "normal", lambda fan_in, fan_out, act: 0.01),
+)
+
+
+def _by_name(entries, aliases: bool = False) -> dict:
+    table = {}
+    for entry in entries:
+        for name in (entry.name, *(entry.aliases if aliases else ())):
+            table[name] = entry
+    return table
+
+
+ACTIVATION_BY_NAME = _by_name(ACTIVATIONS, aliases=True)
+OUTPUT_BY_NAME = _by_name(OUTPUTS)
+TARGET_KIND_BY_NAME = _by_name(TARGET_KINDS)
+INIT_SCHEME_BY_NAME = _by_name(INIT_SCHEMES)
