@@ -495,7 +495,7 @@ def _fit_fastmlp(model: FastMLP, data: _Data, track_test: bool, quiet: bool) -> 
                             test_acc=f"{run.test_accuracy[-1]:.4f}", refresh=False)
             bar.update()
             # fit's own stopping rule, which partial_fit keeps count of but does not apply.
-            if model._no_improvement_count > model.n_iter_no_change:
+            if model.get_training_state().no_improvement_count > model.n_iter_no_change:
                 break
     return run
 
@@ -538,7 +538,8 @@ def _summary(runs: list[_Run], data: _Data) -> str:
 
 def _stop_reason(model: FastMLP) -> str | None:
     """Why fastmlp stopped before --epochs (a divergence has been warned about already)."""
-    if model.n_iter_ == model.max_iter or model._no_improvement_count <= model.n_iter_no_change:
+    no_improvement = model.get_training_state().no_improvement_count
+    if model.n_iter_ == model.max_iter or no_improvement <= model.n_iter_no_change:
         return None
     what = "validation accuracy" if model.early_stopping else "training loss"
     return (f"fastmlp stopped after {model.n_iter_} epochs: the {what} improved by less than "
@@ -617,10 +618,11 @@ def _plot(path: str, runs: list[_Run], data: _Data) -> None:
 
 def _fold_standardisation(model: FastMLP, mean: np.ndarray, scale: np.ndarray) -> None:
     """Make the model take raw features: a first layer W, b on (x - mean) / scale equals one
-    with W / scale and b - (mean / scale) @ W on x. The momentum buffer, laid out like the
-    weights, is a change of weights and maps the same way."""
-    for buffer in (model._params, model._velocity):
-        coefs, intercepts = unpack(buffer, model._layout)
+    with W / scale and b - (mean / scale) @ W on x. The optimizer's buffers, laid out like the
+    weights (momentum's velocity is a change of weights), map the same way."""
+    state = model.get_training_state()
+    for buffer in (state.params, *state.optimizer.buffers.values()):
+        coefs, intercepts = unpack(buffer, state.layout)
         W, b = coefs[0], intercepts[0]
         b -= ((mean / scale) @ W).astype(b.dtype)
         W /= scale[:, None].astype(W.dtype)

@@ -1,4 +1,4 @@
-"""Model files: a fitted ``FastMLP`` as arrays plus JSON metadata in one zip, never pickle.
+"""Model files: a fitted fastmlp estimator as arrays plus JSON metadata in one zip, never pickle.
 
 The file is an ``.npz``-style zip archive (``numpy.load`` opens it too): one ``.npy`` entry per
 array and a ``metadata.json`` entry::
@@ -31,12 +31,13 @@ import zlib
 
 import numpy as np
 
+from ._state import OptimizerState, TrainingState
 from ._version import __version__
 from ._validation import check_params, hidden_sizes
-from .classifier import FastMLP
+from ._base import ESTIMATORS, BaseMLP
 from .kernels.codes import FAN_IN, FAN_OUT
 from .kernels.layout import aligned_copy, make_layout, unpack
-from .kernels.registry import TARGET_KIND_BY_NAME
+from .kernels.registry import OPTIMIZER_BY_NAME, OPTIMIZERS, TARGET_KIND_BY_NAME
 
 FORMAT = "fastmlp-model"
 FORMAT_VERSION = 1
@@ -45,10 +46,11 @@ KINDS = tuple(TARGET_KIND_BY_NAME)
 FLOAT_DTYPES = ("float32", "float64")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 # dtype kinds each entry may hold: numbers, or text for labels and names; never objects.
-ENTRY_KINDS = {"params": "f", "velocity": "f", "layout": "i", "classes": "biufUS",
-               "loss_curve": "f", "validation_scores": "f", "feature_names": "U",
-               "init_params": "f"}
-REQUIRED = ("params", "velocity", "layout", "classes", "loss_curve")
+ENTRY_KINDS = {"params": "f", "layout": "i", "classes": "biufUS", "loss_curve": "f",
+               "validation_scores": "f", "feature_names": "U", "init_params": "f",
+               # every optimizer's state buffers, laid out like params
+               **{buffer: "f" for optimizer in OPTIMIZERS for buffer in optimizer.buffers}}
+REQUIRED = ("params", "layout", "classes", "loss_curve")
 
 
 class _Invalid(ValueError):
@@ -57,15 +59,14 @@ class _Invalid(ValueError):
 
 # ------------------------------------------------------------------------------ public API
 
-def save(estimator: FastMLP, path: str | os.PathLike) -> None:
+def save(estimator: BaseMLP, path: str | os.PathLike) -> None:
     """Write the fitted ``estimator`` to ``path`` atomically.
 
     The file is written to a temporary file in the same directory, flushed to disk and then
     renamed over ``path``: a failure at any point leaves an existing file at ``path`` intact.
     """
-    if not isinstance(estimator, FastMLP):
-        raise TypeError(f"save expects a FastMLP, got {type(estimator).__name__}.")
-    estimator._check_fitted()
+    if not isinstance(estimator, BaseMLP):
+        raise TypeError(f"save expects a fastmlp estimator, got {type(estimator).__name__}.")
     metadata, arrays = _describe(estimator)
     try:
         _check_model(metadata, arrays)
@@ -74,7 +75,7 @@ def save(estimator: FastMLP, path: str | os.PathLike) -> None:
     _write_atomically(os.fspath(path), lambda file: _write_zip(file, metadata, arrays))
 
 
-def load(path: str | os.PathLike) -> FastMLP:
+def load(path: str | os.PathLike) -> BaseMLP:
     """Read a model written by :func:`save` (or ``FastMLP.save``).
 
     Raises ``ValueError`` naming the problem for a truncated, corrupt or foreign file, or one
@@ -91,9 +92,10 @@ def load(path: str | os.PathLike) -> FastMLP:
 
 # ------------------------------------------------------------------------------ estimator -> file
 
-def _describe(est: FastMLP) -> tuple[dict, dict]:
+def _describe(est: BaseMLP) -> tuple[dict, dict]:
     """The metadata dict and the arrays that together are the file's contents."""
-    arrays = {"params": est._params, "velocity": est._velocity, "layout": est._layout,
+    state = est.get_training_state()
+    arrays = {"params": state.params, "layout": state.layout, **state.optimizer.buffers,
               "loss_curve": np.asarray(est.loss_curve_, dtype=np.float64)}
     arrays["classes"], classes_are_objects = _storable_labels(est.classes_)
     if est.validation_scores_ is not None:
@@ -105,8 +107,8 @@ def _describe(est: FastMLP) -> tuple[dict, dict]:
     if isinstance(params["init"], (tuple, list)):
         # Explicit starting arrays are not needed to predict, but keeping them keeps
         # get_params() whole, so a loaded model refits exactly like the original.
-        init = np.zeros_like(est._params, dtype=np.float64)
-        coefs, intercepts = unpack(init, est._layout)
+        init = np.zeros_like(state.params, dtype=np.float64)
+        coefs, intercepts = unpack(init, state.layout)
         given_coefs, given_intercepts = params["init"]
         for mine, given in zip(coefs + intercepts, [*given_coefs, *given_intercepts]):
             mine[...] = given
@@ -116,25 +118,27 @@ def _describe(est: FastMLP) -> tuple[dict, dict]:
     sizes = params["hidden_layer_sizes"]
     params["hidden_layer_sizes"] = int(sizes) if isinstance(sizes, (int, np.integer)) else \
         [int(size) for size in sizes]
-    params["random_state"] = _encode_random_state(params["random_state"], est._rng)
+    params["random_state"] = _encode_random_state(params["random_state"], state.rng)
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "fastmlp_version": __version__,
-        "estimator": "FastMLP",
+        "estimator": type(est).__name__,
         "params": params,
         "fitted": {
-            "kind": est._kind,
-            "dtype": np.dtype(est._dtype).name,
+            "kind": state.target_kind,
+            "dtype": state.params.dtype.name,
             "n_features_in_": int(est.n_features_in_),
             "n_iter_": int(est.n_iter_),
             "t_": int(est.t_),
-            "no_improvement_count": int(est._no_improvement_count),
+            "no_improvement_count": int(state.no_improvement_count),
+            "optimizer": state.optimizer.name,
+            "optimizer_steps": int(state.optimizer.steps),
             "best_loss_": _encode_float(est.best_loss_),
             "best_validation_score_": _encode_float(est.best_validation_score_),
             "classes_are_objects": classes_are_objects,
         },
-        "rng_state": _encode_arrays(est._rng.bit_generator.state),
+        "rng_state": _encode_arrays(state.rng.bit_generator.state),
     }
     return metadata, arrays
 
@@ -302,8 +306,9 @@ def _parse_metadata(raw: bytes) -> dict:
         raise _Invalid(f"it uses format version {version}, newer than this fastmlp "
                        f"({__version__}) reads (up to {FORMAT_VERSION}); upgrade fastmlp "
                        f"(the file was written by fastmlp {metadata.get('fastmlp_version')}).")
-    if metadata.get("estimator") != "FastMLP":
-        raise _Invalid(f"it holds a {metadata.get('estimator')!r}, not a FastMLP.")
+    if metadata.get("estimator") not in ESTIMATORS:
+        raise _Invalid(f"it holds a {metadata.get('estimator')!r}, not one of "
+                       f"{sorted(ESTIMATORS)}.")
     for section in ("params", "fitted", "rng_state"):
         if not isinstance(metadata.get(section), dict):
             raise _Invalid(f"{METADATA} lacks its {section!r} section.")
@@ -346,8 +351,12 @@ def _check_model(metadata: dict, arrays: dict) -> None:
     dtype = fitted.get("dtype")
     if dtype not in FLOAT_DTYPES:
         raise _Invalid(f"dtype {dtype!r} is not float32 or float64.")
-    for name in ("n_features_in_", "n_iter_", "t_", "no_improvement_count"):
-        value = fitted.get(name)
+    optimizer = fitted.get("optimizer", "sgd")     # files before optimizer names were sgd's
+    if optimizer not in OPTIMIZER_BY_NAME:
+        raise _Invalid(f"optimizer {optimizer!r} is not one of {tuple(OPTIMIZER_BY_NAME)}.")
+    for name in ("n_features_in_", "n_iter_", "t_", "no_improvement_count",
+                 "optimizer_steps"):
+        value = fitted.get(name, 0) if name == "optimizer_steps" else fitted.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise _Invalid(f"metadata field {name!r} must be a non-negative integer, got "
                            f"{value!r}.")
@@ -356,7 +365,10 @@ def _check_model(metadata: dict, arrays: dict) -> None:
     sizes = _check_layout(arrays["layout"])
     n_params = int(make_layout(sizes)[1])
     _check_vector(arrays, "params", n_params, dtype)
-    _check_vector(arrays, "velocity", n_params, dtype)
+    for buffer in OPTIMIZER_BY_NAME[optimizer].buffers:
+        if buffer not in arrays:
+            raise _Invalid(f"entry {buffer}.npy (the {optimizer} optimizer's state) is missing.")
+        _check_vector(arrays, buffer, n_params, dtype)
     if "init_params" in arrays:
         _check_vector(arrays, "init_params", n_params, "float64")
     _check_vector(arrays, "loss_curve", fitted["n_iter_"], "float64")
@@ -418,13 +430,14 @@ def _check_classes(classes: np.ndarray, kind: str, n_outputs: int) -> None:
                        "output(s).")
 
 
-def _build(metadata: dict, arrays: dict) -> FastMLP:
+def _build(metadata: dict, arrays: dict) -> BaseMLP:
+    estimator = ESTIMATORS[metadata["estimator"]]
     params = dict(metadata["params"])
-    unknown = set(params) - set(FastMLP._get_param_names())
+    unknown = set(params) - set(estimator._get_param_names())
     if unknown:
         raise _Invalid(f"unknown parameter(s) {sorted(unknown)} (written by a newer fastmlp?).")
     # A parameter left out would silently take its default and change the model's answers.
-    missing = set(FastMLP._get_param_names()) - set(params)
+    missing = set(estimator._get_param_names()) - set(params)
     if missing:
         raise _Invalid(f"parameter(s) {sorted(missing)} missing from the metadata.")
     layout = arrays["layout"]
@@ -436,28 +449,26 @@ def _build(metadata: dict, arrays: dict) -> FastMLP:
         if "init_params" not in arrays:
             raise _Invalid("init names explicit arrays but init_params.npy is missing.")
         params["init"] = unpack(arrays["init_params"], layout)
-    est = FastMLP(**params)
+    est = estimator(**params)
     try:
         check_params(est)
     except (TypeError, ValueError) as error:
         raise _Invalid(str(error)) from None
     fitted = metadata["fitted"]
-    est._kind = fitted["kind"]
-    est._dtype = np.dtype(fitted["dtype"])
     est.classes_ = arrays["classes"].astype(object) if fitted.get("classes_are_objects") \
         else arrays["classes"]
     est.n_features_in_ = fitted["n_features_in_"]
     if "feature_names" in arrays:
         est.feature_names_in_ = arrays["feature_names"].astype(object)
-    est._layout = layout
-    est._n_units = int(layout[:, FAN_OUT].sum())
-    est._params = aligned_copy(arrays["params"])
-    est._velocity = arrays["velocity"]
-    est._rng = rng
+    optimizer = fitted.get("optimizer", "sgd")
+    buffers = {name: arrays[name] for name in OPTIMIZER_BY_NAME[optimizer].buffers}
+    est.set_training_state(TrainingState(
+        aligned_copy(arrays["params"]), layout,
+        OptimizerState(optimizer, buffers, fitted.get("optimizer_steps", 0)), rng,
+        fitted["kind"], fitted["no_improvement_count"]))
     est.loss_curve_ = arrays["loss_curve"].tolist()
     est.n_iter_ = fitted["n_iter_"]
     est.t_ = fitted["t_"]
-    est._no_improvement_count = fitted["no_improvement_count"]
     est.best_loss_ = _decode_float(fitted["best_loss_"], "best_loss_")
     est.validation_scores_ = arrays["validation_scores"].tolist() \
         if "validation_scores" in arrays else None

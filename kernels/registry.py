@@ -5,8 +5,8 @@ tables; none of them lists the names again. Kernels never see a name: the front 
 to its integer code (:mod:`fastmlp.kernels.codes`) once per fit. Plain Python, no Numba, so
 ``import fastmlp`` stays cheap.
 
-To add an activation, an output/loss pair or an init scheme: its kernel math and its NumPy
-reference twin take the new code, and one entry here makes it a name users can pass.
+To add an activation, an output/loss pair, an optimizer or an init scheme: its kernel math and
+its NumPy reference twin take the new code, and one entry here makes it a name users can pass.
 """
 
 import math
@@ -70,6 +70,17 @@ TARGET_KINDS = (BINARY, MULTICLASS, MULTILABEL)
 
 
 @dataclass(frozen=True)
+class Optimizer:
+    """A solver and the state buffers it keeps between steps, each laid out like the flat
+    parameter buffer (a model file stores one entry per buffer)."""
+    name: str
+    buffers: tuple[str, ...]
+
+
+OPTIMIZERS = (Optimizer("sgd", buffers=("velocity",)),)
+
+
+@dataclass(frozen=True)
 class InitScheme:
     """Starting weights of a layer: drawn ``uniform`` in [-scale, scale] or ``normal`` with
     standard deviation ``scale``, where ``scale(fan_in, fan_out, activation)`` is computed in
@@ -102,4 +113,5 @@ def _by_name(entries, aliases: bool = False) -> dict:
 ACTIVATION_BY_NAME = _by_name(ACTIVATIONS, aliases=True)
 OUTPUT_BY_NAME = _by_name(OUTPUTS)
 TARGET_KIND_BY_NAME = _by_name(TARGET_KINDS)
+OPTIMIZER_BY_NAME = _by_name(OPTIMIZERS)
 INIT_SCHEME_BY_NAME = _by_name(INIT_SCHEMES)

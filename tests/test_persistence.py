@@ -13,6 +13,7 @@ import pytest
 
 import fastmlp
 from fastmlp import FastMLP, persistence
+from fastmlp._state import OptimizerState
 from fastmlp.kernels.layout import is_aligned
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
@@ -46,6 +47,12 @@ def assert_same_state(original: FastMLP, loaded: FastMLP) -> None:
             assert str(value.bit_generator.state) == str(other.bit_generator.state), name
         elif isinstance(value, np.ndarray):
             assert value.dtype == other.dtype and np.array_equal(value, other), name
+        elif isinstance(value, OptimizerState):
+            assert (value.name, value.steps) == (other.name, other.steps), name
+            assert value.buffers.keys() == other.buffers.keys(), name
+            for key, buffer in value.buffers.items():
+                assert buffer.dtype == other.buffers[key].dtype, name
+                assert np.array_equal(buffer, other.buffers[key]), name
         elif name in ("init", "random_state") and not isinstance(value, (int, str, float)):
             continue  # checked by the tests that set them
         else:
@@ -263,7 +270,7 @@ def test_pickled_object_arrays_are_refused_without_unpickling(saved, tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(format="something-else"), "does not describe"),
     (lambda m: m.update(format_version=99), "newer than this fastmlp"),
-    (lambda m: m.update(estimator="Other"), "not a FastMLP"),
+    (lambda m: m.update(estimator="Other"), "holds a 'Other', not one of ['FastMLP']"),
     (lambda m: m.pop("fitted"), "lacks its 'fitted' section"),
     (lambda m: m["fitted"].update(dtype="float16"), "float32 or float64"),
     (lambda m: m["fitted"].update(kind="regression"), "target kind"),

@@ -18,7 +18,7 @@ import scipy.sparse
 from conftest import (BACKENDS, assert_relative_close, assert_same_weights, make_labels,
                       weights)
 
-import fastmlp.classifier
+import fastmlp._base
 from fastmlp import FastMLP
 from fastmlp._validation import check_X
 from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning, NotFittedError
@@ -575,7 +575,7 @@ def interrupt_on_call(monkeypatch, owner, name: str, call: int, before: bool = F
 # Where in epoch 3 the interrupt lands, and how many epochs are then complete.
 INTERRUPT_POINTS = {
     "before-the-sample-order": (FastMLP, "_epoch_order", True, 2),
-    "after-the-snapshot": (fastmlp.classifier._Checkpoint, "save", False, 2),
+    "after-the-snapshot": (fastmlp._base._Checkpoint, "save", False, 2),
     "after-the-kernel": ("kernels", "sgd_epoch", False, 2),
     "after-the-divergence-check": (FastMLP, "_divergence", False, 2),
     "after-the-bookkeeping": (FastMLP, "_record_epoch", False, 2),
@@ -869,7 +869,7 @@ def test_mixed_fits_and_large_predictions_in_threads_match_serial_ones():
         assert alone.loss_curve_ == together.loss_curve_
         assert_same_weights(weights(together), weights(alone))
     # Large enough that each call also splits its rows over a pool of its own.
-    X_big = np.random.default_rng(78).normal(size=(fastmlp.classifier._PARALLEL_ROWS + 5000, 4))
+    X_big = np.random.default_rng(78).normal(size=(fastmlp._base._PARALLEL_ROWS + 5000, 4))
     expected = [model.predict_proba(X_big) for model in serial]
     with ThreadPoolExecutor(len(serial)) as pool:
         got = list(pool.map(lambda model: model.predict_proba(X_big), serial + serial[::-1]))
