@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastmlp.kernels import compiled, reference
+from fastmlp.kernels import dispatch, reference
 from fastmlp.kernels.codes import IDENTITY, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
 from fastmlp.kernels.layout import make_layout
 
 DATA_DIR = Path(__file__).parents[2] / "shared" / "data"
 
-BACKENDS = {"numba": compiled, "numpy": reference}
+BACKENDS = {"numba": dispatch, "numpy": reference}
 HIDDEN_CODES = {"identity": IDENTITY, "logistic": LOGISTIC, "tanh": TANH, "relu": RELU}
 
 # Output layers the kernels train: (output code, number of output columns).
