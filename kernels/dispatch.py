@@ -16,6 +16,7 @@ from .predict import forward
 
 __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "use_blas"]
 
+
 def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
               nesterov, hidden_activation, output_activation, scratch):
     """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of

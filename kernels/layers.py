@@ -18,6 +18,7 @@ from .optimizers import l2_gradient, sgd_step, step_biases
 from .simd import (as_matrix, as_vector, dense_tile, lane_buffer, lanes_in, load_scaled,
                    step_and_accumulate, store_block)
 
+
 # Layers with fewer units than this (output layers) loop over inputs innermost.
 NARROW = 4
 

@@ -6,6 +6,7 @@ import numpy as np
 from ._jit import inline_ir, inline_llvm, standalone
 from .codes import SIGMOID, SOFTMAX
 
+
 @inline_ir
 def _max(z):
     m = z[0]

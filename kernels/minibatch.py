@@ -12,6 +12,7 @@ from .losses import loss_and_delta
 from .optimizers import descend
 from .simd import as_matrix
 
+
 @standalone
 def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,
                    scratch, grad):

@@ -2,6 +2,7 @@
 
 from ._jit import inline_llvm, standalone
 
+
 @standalone
 def sgd_step(w, g, velocity, i, lr, momentum, nesterov):
     """scikit-learn's SGD step for one parameter ``w`` with gradient ``g``."""

@@ -19,6 +19,7 @@ from .layers import (activate, backprop_step, backprop_step_narrow, dense, dense
 from .losses import loss_and_delta
 from .simd import prefetch
 
+
 @inline_ir
 def _prefetch_row(row):
     for offset in range(0, row.size * row.itemsize, CACHE_LINE_BYTES):

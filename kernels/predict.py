@@ -6,6 +6,7 @@ from .layers import activate, chunk_block, in_column_blocks, layer_views
 from .losses import output_activate
 from .simd import dense_tile, lanes_in
 
+
 @inline_ir
 def _dense_columns(operands, start, count, registers, masked):
     """Columns ``start:start + count`` (one block, see _Block) of ``Z = A @ W + b`` for
