@@ -40,8 +40,8 @@ def _backend(name: str):
     if name == "numpy":
         from .kernels import reference
         return reference
-    from .kernels import compiled
-    return compiled
+    from .kernels import dispatch
+    return dispatch
 
 
 def _make_rng(random_state) -> np.random.Generator:

@@ -1,4 +1,4 @@
-"""The NumPy reference backend: the same functions as :mod:`fastmlp.kernels.compiled`, written
+"""The NumPy reference backend: the same functions as :mod:`fastmlp.kernels.dispatch`, written
 to read like the math, one line per formula. Tests run whole trainings through both backends
 and compare them; users pick it with ``FastMLP(backend="numpy")`` to debug.
 

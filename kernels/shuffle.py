@@ -1,10 +1,10 @@
 """The epoch's sample order: a Fisher-Yates shuffle driven by raw draws of the model's NumPy
 random generator, compiled.
 
-``Generator.shuffle`` spends ~12 ns a row on a bounded draw through its bit generator: 0.23 ms
-of a 20,000-row epoch that trains in about 3.5 ms at 30-16-1. Here one vectorised call draws
-all the bits and the swaps run in compiled code (0.08 ms). Both backends train on the order
-this module makes, so it is shared, not part of a backend.
+``Generator.shuffle`` makes a bounded draw through its bit generator per row, a noticeable
+part of a small network's epoch. Here one vectorised call draws all the bits and the swaps
+run in compiled code. Both backends train on the order this module makes, so it is shared,
+not part of a backend.
 """
 
 import numpy as np

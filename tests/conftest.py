@@ -9,7 +9,7 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
-from fastmlp.kernels import compiled, reference
+from fastmlp.kernels import dispatch, reference
 from fastmlp.kernels import registry
 from fastmlp.kernels.codes import SIGMOID, SOFTMAX
 from fastmlp.kernels.layout import make_layout
@@ -17,7 +17,7 @@ from fastmlp.kernels.layout import make_layout
 # The loan-approval CSVs ship inside the package, so the tests read the copies users get.
 DATA_DIR = files("fastmlp") / "data"
 
-BACKENDS = {"numba": compiled, "numpy": reference}
+BACKENDS = {"numba": dispatch, "numpy": reference}
 HIDDEN_CODES = {activation.name: activation.code for activation in registry.ACTIVATIONS}
 
 # Output layers the kernels train: (output code, number of output columns).

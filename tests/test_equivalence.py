@@ -21,7 +21,7 @@ from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_clo
 
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
-from fastmlp.kernels import compiled, reference
+from fastmlp.kernels import dispatch, layers, losses, minibatch, reference, simd
 from fastmlp.kernels.codes import FAN_OUT, LOGITS, SOFTMAX
 from fastmlp.kernels.layout import make_layout
 
@@ -130,8 +130,8 @@ def test_blas_minibatch_trajectories_match(case, activation, dtype, output, opti
     X = make_inputs(n_samples, hidden[0], dtype, seed=1)
     Y = make_targets(output, n_samples, dtype, seed=2)
     network = make_network([*hidden, n_outputs], dtype, seed=3)
-    assert compiled.use_blas(network[1], batch_size)
-    assert 3 * compiled.BLAS_CHUNK_ROWS >= n_samples > 2 * compiled.BLAS_CHUNK_ROWS or \
+    assert dispatch.use_blas(network[1], batch_size)
+    assert 3 * minibatch.BLAS_CHUNK_ROWS >= n_samples > 2 * minibatch.BLAS_CHUNK_ROWS or \
         case != "three-chunks"
     assert_same_trajectory(network, X, Y, epoch_orders("permutation", n_samples, seed=4),
                            batch_size, OPTIMIZERS[optimizer], activation, code)
@@ -161,7 +161,7 @@ def test_per_sample_momentum_on_a_large_first_layer_matches(optimizer, dtype):
     ROW_BY_ROW_ABOVE_BYTES is stepped row by row instead of in blocks."""
     dtype = DTYPES[dtype]
     width = 64
-    n_features = compiled.ROW_BY_ROW_ABOVE_BYTES // (2 * width * np.dtype(dtype).itemsize) + 1
+    n_features = layers.ROW_BY_ROW_ABOVE_BYTES // (2 * width * np.dtype(dtype).itemsize) + 1
     X = make_inputs(N_SAMPLES, n_features, dtype, seed=1)
     Y = make_targets("binary", N_SAMPLES, dtype, seed=2)
     network = make_network([n_features, width, 1], dtype, seed=3)
@@ -173,7 +173,7 @@ def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activat
     """Both backends train ``network`` epoch by epoch from the same start; their losses,
     parameters and momentum agree after every epoch."""
     dtype = network[0].dtype.type
-    fast, slow = (Training(kernels, *network) for kernels in (compiled, reference))
+    fast, slow = (Training(kernels, *network) for kernels in (dispatch, reference))
     rtol = RTOL[dtype]
     for epoch, order in enumerate(orders, start=1):
         args = (X, Y, order, batch_size, optimizer, HIDDEN_CODES[activation], code)
@@ -207,7 +207,7 @@ def test_forward_matches(activation, dtype, n_hidden, output):
     X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=5)
     network = make_network([N_FEATURES, *HIDDEN.get(n_hidden, ()), n_outputs], dtype, seed=6,
                            scale=2.0)
-    assert_relative_close(run_forward(compiled, network, X, activation, code),
+    assert_relative_close(run_forward(dispatch, network, X, activation, code),
                           run_forward(reference, network, X, activation, code), RTOL[dtype])
 
 
@@ -222,7 +222,7 @@ def test_forward_matches_for_any_shape(n_samples, n_features, hidden, code, n_ou
     dtype = DTYPES[dtype]
     X = make_inputs(n_samples, n_features, dtype, seed=9)
     network = make_network([n_features, *hidden, n_outputs], dtype, seed=10, scale=2.0)
-    assert_relative_close(run_forward(compiled, network, X, activation, code),
+    assert_relative_close(run_forward(dispatch, network, X, activation, code),
                           run_forward(reference, network, X, activation, code), RTOL[dtype])
 
 
@@ -242,7 +242,7 @@ def test_forward_probabilities_are_the_output_layer_applied_to_logits(backend, o
 
 
 def test_kernels_still_run_with_jit_disabled():
-    """NUMBA_DISABLE_JIT=1 (coverage, debugging) runs the compiled module as plain Python; it
+    """NUMBA_DISABLE_JIT=1 (coverage, debugging) runs the compiled kernels as plain Python; it
     must still walk the reference's trajectories. A subset of the tests above, rerun so."""
     selection = ("test_sgd_epoch_trajectories_match and relu and permutation and softmax"
                  " or test_forward_matches and relu")
@@ -346,7 +346,7 @@ def test_sigmoid_loss_logarithms_sum_like_log1p(scale):
         e = 10.0 ** rng.uniform(-30, -11, 4000)
     logs, product = 0.0, 1.0
     for value in e:
-        logs, product = compiled._add_log1p(logs, product, value)
+        logs, product = losses._add_log1p(logs, product, value)
     total = logs + np.log(product)
     exact = math.fsum(np.log1p(e))
     assert abs(total - exact) <= len(e) * 2.0**-53 * (exact + (scale == "mixed"))
@@ -358,7 +358,7 @@ def test_as_matrix_is_a_checked_view(dtype):
     # gives, sharing the buffer, and refused like reshape when the sizes do not match.
     @njit(_nrt=False)
     def view_and_write(vector, rows, cols):
-        matrix = compiled._as_matrix(vector, rows, cols)
+        matrix = simd.as_matrix(vector, rows, cols)
         matrix[rows - 1, 0] = -1
         return matrix[rows - 1, cols - 1]
 
@@ -384,7 +384,7 @@ def test_blas_thread_limit_holds_until_the_last_concurrent_epoch_ends():
         return sorted(pool["num_threads"] for pool in threadpool_info()
                       if pool["user_api"] == "blas")
 
-    limit = compiled.ONE_BLAS_THREAD
+    limit = dispatch.ONE_BLAS_THREAD
     with limit:         # loads SciPy's BLAS, so that it is counted below
         pass
     before = blas_threads()

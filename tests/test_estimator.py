@@ -125,8 +125,8 @@ print(sorted(name for name in sys.modules if name.split(".")[0] == "sklearn"))
 
 
 @pytest.mark.parametrize("batch_size, compiled_only, never", [
-    (64, "_blas_batch_gradient", "batch_gradient"),
-    (8, "batch_gradient", "_blas_batch_gradient"),
+    (64, "blas_batch_gradient", "batch_gradient"),
+    (8, "batch_gradient", "blas_batch_gradient"),
 ], ids=["blas", "streaming"])
 def test_a_minibatch_fit_compiles_only_its_own_gradient_kernel(batch_size, compiled_only,
                                                                never, tmp_path):
@@ -137,11 +137,11 @@ def test_a_minibatch_fit_compiles_only_its_own_gradient_kernel(batch_size, compi
 import warnings
 import numpy as np
 from fastmlp import FastMLP
-from fastmlp.kernels import compiled
+from fastmlp.kernels import minibatch
 warnings.simplefilter("ignore")
 X = np.random.default_rng(0).normal(size=(200, 3))
 FastMLP((5,), batch_size={batch_size}, max_iter=2).fit(X, X[:, 0] > 0)
-print(len(compiled.{compiled_only}.overloads), len(compiled.{never}.overloads))
+print(len(minibatch.{compiled_only}.overloads), len(minibatch.{never}.overloads))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300, env=os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)})

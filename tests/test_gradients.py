@@ -5,7 +5,7 @@ import pytest
 from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, assert_relative_close, make_inputs,
                       make_network, make_targets)
 
-from fastmlp.kernels import compiled
+from fastmlp.kernels import dispatch, minibatch
 from fastmlp.kernels.layout import unpack
 
 N_SAMPLES = 9
@@ -26,8 +26,8 @@ class BlasGradient:
 
     @staticmethod
     def batch_gradient(params, layout, X, Y, rows, alpha, hidden, output, scratch, grad):
-        work = compiled.blas_work(layout, X.shape[1], rows.size, params.dtype)
-        return compiled._blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden, output,
+        work = dispatch.blas_work(layout, X.shape[1], rows.size, params.dtype)
+        return minibatch.blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden, output,
                                              work, grad)
 
 

@@ -18,15 +18,15 @@ subprocess.run(["gcc", "-O3", "-march=native", "-ffast-math", "-o", str(BINARY),
                 str(HERE / "sgd.c"), "-lm"], check=True)
 
 import fastmlp
-from fastmlp.kernels import compiled
+from fastmlp.kernels import dispatch
 from benchmarks._shared import SHAPES, fastmlp_epochs, quiet_warnings, warm_up
 print(fastmlp.__file__)
 quiet_warnings(); warm_up("float64"); warm_up("float32")
-inner = compiled.sgd_epoch
+inner = dispatch.sgd_epoch
 spent = [0.0]
 def timed(*a):
     t = time.perf_counter(); r = inner(*a); spent[0] += time.perf_counter() - t; return r
-compiled.sgd_epoch = timed
+dispatch.sgd_epoch = timed
 def best_epoch(e, k=10):
     api = ker = 9e9
     for _ in range(k):

@@ -1,6 +1,6 @@
 /* Why the first layer's update is a multiply and an add rather than a fused multiply-add.
  *
- * The fused per-sample step (kernels/compiled.py, _step_and_accumulate) runs down the rows of
+ * The fused per-sample step (kernels/simd.py, step_and_accumulate) runs down the rows of
  * a 100 x 64 float32 weight matrix in blocks of four AVX registers: load w, update it, store
  * it back, and add x_next * w to the block's pre-activations. This program times that loop
  * with the updated w made by a fused multiply-add and by a multiply and an add. On the

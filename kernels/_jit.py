@@ -1,0 +1,88 @@
+"""The decorators every kernel is compiled with, named for how a function is compiled, and the
+disk cache they share.
+
+All of them cache to disk and release the GIL (``nogil=True``) and, but for
+``standalone_with_runtime``, go without Numba's reference-counting runtime (``_nrt=False``):
+no kernel allocates, and without the runtime an array view costs no atomic incref/decref.
+See docs/kernels.md for why each exists and what it was measured to buy.
+"""
+
+import hashlib
+from pathlib import Path
+
+from numba import config, njit
+from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
+                                UserProvidedCacheLocator, UserWideCacheLocator)
+
+
+def _kernel_sources_digest() -> str:
+    """A digest of every module of this package, by name and content."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# Numba stamps a cached kernel with its own file's content only, so a kernel that inlined a
+# helper from another module would outlive an edit to that helper (numba issue 1833): every
+# kernel is stamped with all the package's sources instead.
+_SOURCES_STAMP = _kernel_sources_digest()
+
+
+class _StampedBySources:
+    def get_source_stamp(self):
+        return _SOURCES_STAMP
+
+
+class _UserProvidedLocator(_StampedBySources, UserProvidedCacheLocator):
+    """``NUMBA_CACHE_DIR``."""
+
+
+class _InTreeLocator(_StampedBySources, InTreeCacheLocator):
+    """``kernels/__pycache__``."""
+
+
+class _UserWideLocator(_StampedBySources, UserWideCacheLocator):
+    """The user's cache directory, where ``__pycache__`` is not writable."""
+
+
+class _KernelCacheImpl(CompileResultCacheImpl):
+    _locator_classes = [_UserProvidedLocator, _InTreeLocator, _UserWideLocator]
+
+
+class KernelCache(FunctionCache):
+    """Numba's per-function disk cache, fresh only while no module of the package changed."""
+    _impl_class = _KernelCacheImpl
+
+
+def _cached(compile_):
+    """``compile_`` (an ``njit`` without ``cache``), caching its kernels in a KernelCache.
+
+    This is what ``cache=True`` does, with the cache class replaced."""
+    def decorate(function):
+        dispatcher = compile_(function)
+        if not config.DISABLE_JIT:
+            dispatcher._cache = KernelCache(function)
+        return dispatcher
+    return decorate
+
+
+# Compiled on its own, callable from Python and from other kernels.
+standalone = _cached(njit(nogil=True, _nrt=False))
+# Inlined into each caller at Numba-IR level: helpers that return array views (a function
+# compiled without the runtime cannot return one), small helpers, and those that pick an
+# activation or loss by its code, so that a caller holding the code as a constant compiles
+# only that branch.
+inline_ir = _cached(njit(nogil=True, _nrt=False, inline="always"))
+# Compiled once, then inlined by LLVM into each caller: a call passing a dozen arrays costs as
+# much as a small layer's work. Only kernels call these, so they go without the Python and C
+# wrappers, which lengthen the first compile.
+_LLVM_INLINED = dict(nogil=True, _nrt=False, forceinline=True, no_cpython_wrapper=True,
+                     no_cfunc_wrapper=True)
+inline_llvm = _cached(njit(**_LLVM_INLINED))
+# The same, with LLVM free to reassociate sums and contract multiply-adds (fastmath's "reassoc"
+# and "contract" only), for loops whose sums should go in SIMD partial sums.
+inline_llvm_reassociating = _cached(njit(**_LLVM_INLINED, fastmath={"reassoc", "contract"}))
+# With the reference-counting runtime, which Numba's np.dot(a, b, out) needs to return ``out``
+# (set explicitly: a kernel called from one compiled without it would inherit that).
+standalone_with_runtime = _cached(njit(nogil=True, _nrt=True))

@@ -1,0 +1,108 @@
+"""The compiled backend's entry points: picks and specialises the kernel an epoch needs, and
+keeps BLAS's threads in check. The same functions as :mod:`fastmlp.kernels.reference`."""
+
+import contextlib
+import functools
+import threading
+
+import numpy as np
+
+from .codes import FAN_IN, FAN_OUT, UNIT_OFF
+from .layers import NARROW
+from .minibatch import BLAS_CHUNK_ROWS, batch_gradient, minibatch_epoch
+from .optimizers import descend
+from .per_sample import per_sample_kernel
+from .predict import forward
+
+__all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "use_blas"]
+
+
+def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
+              nesterov, hidden_activation, output_activation, scratch):
+    """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
+    ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
+    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``).
+
+    Plain Python, called once per epoch: choosing the kernel here rather than inside one
+    compiled entry point means a fit compiles only the kernel its batch mode runs (the first
+    per-sample fit compiles in about half the time)."""
+    if batch_size == 1:
+        shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
+        epoch = per_sample_kernel(hidden_activation, output_activation, shallow)
+        total = epoch(params, velocity if momentum != 0 else None, layout, X, Y, order, lr,
+                      alpha if alpha != 0 else None, momentum, nesterov, scratch)
+    else:
+        batch = min(batch_size, order.size)
+        work, threads = None, contextlib.nullcontext()
+        if use_blas(layout, batch):
+            work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
+            if not (_large_network(layout) and batch >= BLAS_THREADS_FROM_BATCH):
+                threads = ONE_BLAS_THREAD
+        with threads:
+            total = minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size,
+                                     lr, alpha, momentum, nesterov, hidden_activation,
+                                     output_activation, scratch, work)
+    return total / order.size
+
+
+@functools.cache
+def _blas_threads():
+    # Numba's np.dot calls SciPy's BLAS: loaded first, so that the controller finds it.
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
+
+class _OneBlasThread:
+    """A context keeping BLAS to one thread while any epoch in it runs. The limit is
+    process-wide, so epochs running at once in several threads share it: the first one in
+    sets it and the last one out restores BLAS's own setting (with one limit per epoch, an
+    epoch that finished first would restore the limit a later one had found)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._limiter = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._inside == 0:
+                self._limiter = _blas_threads().limit(limits=1, user_api="blas")
+            self._inside += 1
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._limiter.restore_original_limits()
+
+
+ONE_BLAS_THREAD = _OneBlasThread()
+
+
+# Mini-batches of at least BLAS_MIN_BATCH samples go through BLAS (of BLAS_MIN_BATCH_LARGE on
+# networks of LARGE_NETWORK_WEIGHTS weights or more); smaller ones stream samples one at a
+# time, which is faster there.
+BLAS_MIN_BATCH = 32
+BLAS_MIN_BATCH_LARGE = 8
+LARGE_NETWORK_WEIGHTS = 4096
+# BLAS may use its threads for batches of this many samples or more on large networks; else
+# it is kept to one (smaller products are too small to share).
+BLAS_THREADS_FROM_BATCH = 64
+
+
+def _large_network(layout) -> bool:
+    return (layout[:, FAN_IN] * layout[:, FAN_OUT]).sum() >= LARGE_NETWORK_WEIGHTS
+
+
+def use_blas(layout, batch_size: int) -> bool:
+    """Whether batches of ``batch_size`` samples should go through BLAS."""
+    return batch_size >= (BLAS_MIN_BATCH_LARGE if _large_network(layout) else BLAS_MIN_BATCH)
+
+
+def blas_work(layout, n_features: int, batch_size: int, dtype) -> np.ndarray:
+    """Work space for blas_batch_gradient on batches of up to ``batch_size`` samples."""
+    weights = layout[:, FAN_IN] * layout[:, FAN_OUT]
+    chunk = min(batch_size, BLAS_CHUNK_ROWS)
+    n_units = int(layout[-1, UNIT_OFF] + layout[-1, FAN_OUT])
+    return np.empty(chunk * (n_features + 2 * n_units) + int(weights.max()), dtype)

@@ -1,0 +1,137 @@
+"""The per-sample (batch size 1) SGD epoch kernel, specialised per network kind.
+
+Per-sample SGD streams every weight through the cache for every sample, so the epoch is
+written to touch each weight as few times as possible: a layer's backward pass reads each
+weight once, uses the old value for the previous layer's delta and writes the updated value;
+and the first layer's update for sample ``i`` is fused with its forward pass for sample
+``i + 1`` (layers.step_first_and_forward, written with the SIMD building blocks).
+"""
+
+import functools
+
+import numpy as np
+
+from ._jit import inline_ir, standalone
+from .codes import CACHE_LINE_BYTES, FAN_OUT, UNIT_OFF
+from .layers import (activate, backprop_step, backprop_step_narrow, dense, dense_by_units,
+                     dense_narrow, layer_views, scale_by_derivative, step_first_and_forward,
+                     sum_squared_weights, units)
+from .losses import loss_and_delta
+from .simd import prefetch
+
+
+@inline_ir
+def _prefetch_row(row):
+    for offset in range(0, row.size * row.itemsize, CACHE_LINE_BYTES):
+        prefetch(row, offset)
+
+
+@inline_ir
+def _optimizer_state(params, velocity, layout, layer):
+    """The layer's weights and the velocity views its step needs (None without momentum)."""
+    W, b = layer_views(params, layout, layer)
+    if velocity is None:
+        return W, b, None, None
+    VW, vb = layer_views(velocity, layout, layer)
+    return W, b, VW, vb
+
+
+@functools.cache
+def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: bool):
+    """The per-sample epoch kernel for a pair of activation codes, made on first use; with
+    ``shallow``, for a network with one hidden layer and a narrow output layer only.
+
+    These are constants of the kernel rather than arguments: Numba prunes the branches that
+    test them (in activate, scale_by_derivative and loss_and_delta, and here), so a kernel
+    types and compiles only the activations and the layer paths its network uses; ``shallow``
+    (the default network's kind and most users') leaves out the layer loops and the wide
+    layers' paths of dense and backprop_step. The price is a compile per combination a user
+    trains (Numba's disk cache keys closures by their constants)."""
+
+    @standalone
+    def per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, nesterov,
+                         scratch):
+        """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed
+        loss.
+
+        ``velocity`` is None without momentum and ``alpha`` None without an L2 penalty: Numba
+        then compiles a kernel with no momentum or penalty code at all (it prunes branches on
+        ``is None``), which is what the default settings run; it compiles in about a second
+        less, and the first layer's update takes one multiply-add per weight less.
+
+        Layer 0's pre-activations for a sample are computed by the previous sample's fused
+        step (and before the loop for the first sample)."""
+        T = params.dtype.type
+        last = layout.shape[0] - 1
+        n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
+        acts = scratch[:n_units]
+        deltas = scratch[n_units:2 * n_units]
+        W0, b0, VW0, vb0 = _optimizer_state(params, velocity, layout, 0)
+        WL, bL, VWL, vbL = _optimizer_state(params, velocity, layout, last)
+        z0 = units(acts, layout, 0)
+        delta0 = units(deltas, layout, 0)
+        zL = units(acts, layout, last)
+        deltaL = units(deltas, layout, last)
+        total = 0.0
+        logs, product = 0.0, 1.0
+        # The L2 penalty's sum of squared weights: each sample's update sums the squares of the
+        # weights it stores, for the next sample (one pass over the weights less per sample).
+        squares = sum_squared_weights(params, layout) if alpha is not None else T(0)
+        # Each sample prefetches the row needed three samples later; one sample later for rows
+        # over a kilobyte, whose samples take long enough, and four of which would crowd the
+        # weights out of L1.
+        ahead = 2 if X.shape[1] * X.itemsize > 1024 else 4
+        # Each inlined copy of a helper lengthens the first run's compile, so this once-per-epoch
+        # pass takes dense's plainest path, and the loop calls each helper from one place (one
+        # dense for the middle and last layers, picking the views made once per epoch rather
+        # than per sample).
+        dense_by_units(W0, b0, X[order[0]], z0)
+        for s in range(order.size):
+            i = order[s]
+            # A shallow network's layer loops, unrolled to their one narrow layer.
+            if shallow:
+                activate(z0, hidden_activation)
+                dense_narrow(WL, bL, z0, zL)
+            else:
+                for layer in range(1, last + 1):
+                    a = z0 if layer == 1 else units(acts, layout, layer - 1)
+                    activate(a, hidden_activation)
+                    if layer == last:
+                        W, b, z = WL, bL, zL
+                    else:
+                        W, b = layer_views(params, layout, layer)
+                        z = units(acts, layout, layer)
+                    dense(W, b, a, z)
+            loss, logs, product = loss_and_delta(zL, Y[i], output_activation, deltaL, logs,
+                                                  product)
+            total += loss
+            if alpha is not None:
+                total += alpha / 2 * squares
+            squares = T(0)
+            if shallow:
+                squares += backprop_step_narrow(WL, bL, VWL, vbL, z0, deltaL, delta0, lr, alpha,
+                                                 momentum, nesterov)
+                scale_by_derivative(delta0, z0, hidden_activation)
+            else:
+                for layer in range(last, 0, -1):
+                    if layer == last:
+                        W, b, VW, vb = WL, bL, VWL, vbL
+                    else:
+                        W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
+                    a = units(acts, layout, layer - 1)
+                    delta_prev = units(deltas, layout, layer - 1)
+                    squares += backprop_step(W, b, VW, vb, a, units(deltas, layout, layer),
+                                              delta_prev, lr, alpha, momentum, nesterov)
+                    scale_by_derivative(delta_prev, a, hidden_activation)
+            # The last sample's fused forward pass computes an unused z for order[0]: one wasted
+            # forward pass per epoch buys a branch-free inner loop.
+            next_i = order[s + 1] if s + 1 < order.size else order[0]
+            # Rows come in shuffled order, so the hardware cannot guess the rows to come: without
+            # this hint their load latency stalls every sample.
+            if s + ahead < order.size:
+                _prefetch_row(X[order[s + ahead]])
+            squares += step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
+                                               lr, alpha, momentum, nesterov)
+        return total + logs + np.log(product)
+
+    return per_sample_epoch

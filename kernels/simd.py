@@ -1,0 +1,419 @@
+"""SIMD building blocks: Numba intrinsics that write LLVM vector code directly.
+
+LLVM would keep a layer's pre-activations in registers only if it knew they cannot alias the
+weights, and Numba has no way to say so; and Numba leaves LLVM's SLP vectorizer off, so an
+unrolled block of scalar updates stays scalar. These intrinsics write the vector code: a block
+of columns lives in stack buffers (which LLVM promotes to registers, since a stack slot
+provably aliases nothing), and one call updates or sums a block of a weight row. The view
+intrinsics (as_matrix, as_vector) build array views in place, where Numba's reshape calls a
+C helper LLVM cannot inline.
+
+With Numba's JIT disabled (``NUMBA_DISABLE_JIT=1``) each intrinsic is replaced by its NumPy
+twin (the ``*_numpy`` function above it).
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import config, types
+from numba.core import cgutils
+from numba.core.codegen import get_host_cpu_features
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+
+def _register_bytes() -> int:
+    """Bytes in one SIMD register of the CPU Numba compiles for: 64 with AVX-512, else 32.
+
+    A block of four registers keeps its sums and its -lr * delta in eight registers. Blocks
+    sized for AVX-512 on an AVX2 CPU become sixteen of its sixteen 32-byte registers, which
+    spills, and a narrow layer's masked block does twice the masked work it needs. Numba keys
+    its cache by the CPU's features, so each kind of CPU gets kernels compiled for its own
+    width."""
+    features = config.CPU_FEATURES
+    if features is None:
+        features = get_host_cpu_features()
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
+REGISTER_BYTES = _register_bytes()
+
+
+def _lanes(dtype) -> int:
+    return REGISTER_BYTES // np.dtype(str(dtype)).itemsize
+
+
+def _fma(builder, a, b, c):
+    """a * b + c with one rounding (llvm.fma), for scalars or vectors."""
+    t = a.type
+    suffix = (f"v{t.count}{t.element.intrinsic_name}" if isinstance(t, ir.VectorType)
+              else t.intrinsic_name)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t, t]),
+                                        f"llvm.fma.{suffix}")
+    return builder.call(fn, [a, b, c])
+
+
+def _intrinsic_or(python):
+    """Compile the decorated intrinsic; but with Numba's JIT disabled (coverage, debugging),
+    where intrinsics cannot run, use ``python``, the same operation in NumPy.
+
+    The intrinsics need their block sizes as literals, so they are typed with literal
+    arguments first (Numba's default tries non-literal types first, and where an argument is
+    Optional its retry then fails inside Numba with "unhashable type: 'list'")."""
+    def decorate(generator):
+        return python if config.DISABLE_JIT else intrinsic(prefer_literal=True)(generator)
+    return decorate
+
+
+def _literal_block(registers, masked) -> bool:
+    return (isinstance(registers, types.IntegerLiteral)
+            and isinstance(masked, types.BooleanLiteral))
+
+
+class _Block:
+    """Code generation for one block of ``registers`` SIMD registers of ``dtype`` lanes, read
+    from or written to consecutive elements of an array's last dimension; with ``masked``,
+    only the first ``count`` lanes are read from or written to arrays (the others read as
+    zero)."""
+
+    def __init__(self, context, builder, dtype, registers, masked, count):
+        self.context = context
+        self.builder = builder
+        self.dtype = dtype
+        self.item = context.get_data_type(dtype)
+        self.n = _lanes(dtype) * registers.literal_value
+        self.vector = ir.VectorType(self.item, self.n)
+        self.align = context.get_abi_sizeof(self.item)
+        self.zero = context.get_constant(types.intp, 0)
+        self.mask = None
+        if masked.literal_value:
+            index = ir.VectorType(count.type, self.n)
+            self.mask = builder.icmp_unsigned("<", ir.Constant(index, list(range(self.n))),
+                                              self.splat(count, index))
+
+    def splat(self, scalar, vector=None):
+        vector = vector or self.vector
+        lane0 = self.builder.insert_element(ir.Constant(vector, ir.Undefined), scalar,
+                                            self.zero)
+        return self.builder.shuffle_vector(lane0, lane0, ir.Constant(
+            ir.VectorType(ir.IntType(32), self.n), [0] * self.n))
+
+    def _element(self, array_type, array, index):
+        """The address of element ``index`` (one index, or a list of one per dimension)."""
+        ary = make_array(array_type)(self.context, self.builder, value=array)
+        dims = array_type.ndim
+        return cgutils.get_item_pointer2(
+            self.context, self.builder, data=ary.data,
+            shape=cgutils.unpack_tuple(self.builder, ary.shape, dims),
+            strides=cgutils.unpack_tuple(self.builder, ary.strides, dims),
+            layout=array_type.layout, inds=index if isinstance(index, list) else [index])
+
+    def _pointer(self, array_type, array, index):
+        return self.builder.bitcast(self._element(array_type, array, index),
+                                    self.vector.as_pointer())
+
+    def scalar(self, array_type, array, index):
+        """Element ``index`` of ``array``, in the block's dtype."""
+        value = self.builder.load(self._element(array_type, array, index))
+        return self.context.cast(self.builder, value, array_type.dtype, self.dtype)
+
+    def _masked_intrinsic(self, name, return_type, pointer):
+        i32 = ir.IntType(32)
+        bits = ir.VectorType(ir.IntType(1), self.n)
+        operands = ([pointer.type, i32, bits, self.vector] if name == "load"
+                    else [self.vector, pointer.type, i32, bits])
+        return cgutils.get_or_insert_function(
+            self.builder.module, ir.FunctionType(return_type, operands),
+            f"llvm.masked.{name}.v{self.n}{self.item.intrinsic_name}.p0"), i32(self.align)
+
+    def load(self, array_type, array, index, whole=False):
+        """The block of ``array`` from ``index``; ``whole`` for a stack buffer (never masked)."""
+        pointer = self._pointer(array_type, array, index)
+        if self.mask is None or whole:
+            return self.builder.load(pointer, align=self.align)
+        load, align = self._masked_intrinsic("load", self.vector, pointer)
+        return self.builder.call(load, [pointer, align, self.mask,
+                                        ir.Constant(self.vector, None)])
+
+    def store(self, value, array_type, array, index, whole=False):
+        pointer = self._pointer(array_type, array, index)
+        if self.mask is None or whole:
+            self.builder.store(value, pointer, align=self.align)
+            return
+        store, align = self._masked_intrinsic("store", ir.VoidType(), pointer)
+        self.builder.call(store, [value, pointer, align, self.mask])
+
+    def fma(self, a, b, c):
+        return _fma(self.builder, a, b, c)
+
+
+def _lane_buffer_numpy(like, registers):
+    return np.empty(_lanes(like.dtype) * registers, like.dtype)
+
+
+@_intrinsic_or(_lane_buffer_numpy)
+def lane_buffer(typingctx, like, registers):
+    """An uninitialized 1-D stack array of ``registers`` (a literal) SIMD registers' worth of
+    ``like``'s dtype. Stack slots provably alias nothing, so LLVM keeps one that is only read
+    and written whole (by the intrinsics below) in a register."""
+    if not isinstance(registers, types.IntegerLiteral):
+        return None
+    n = _lanes(like.dtype) * registers.literal_value
+    array_type = types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        item = context.get_data_type(like.dtype)
+        itemsize = context.get_abi_sizeof(item)
+        intp = context.get_value_type(types.intp)
+        array = make_array(array_type)(context, builder)
+        populate_array(array, data=cgutils.alloca_once(builder, item, size=n),
+                       shape=[intp(n)], strides=[intp(itemsize)], itemsize=intp(itemsize),
+                       meminfo=None)
+        return array._getvalue()
+    return array_type(like, registers), codegen
+
+
+def _lanes_numpy(like):
+    return _lanes(like.dtype)
+
+
+@_intrinsic_or(_lanes_numpy)
+def lanes_in(typingctx, like):
+    """How many elements of ``like``'s dtype one SIMD register holds (a compile-time constant,
+    where ``REGISTER_BYTES // like.itemsize`` would divide at run time)."""
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.intp, _lanes(like.dtype))
+    return types.intp(like), codegen
+
+
+def _load_scaled_numpy(buffer, array, start, count, scale, registers, masked):
+    buffer[:] = 0
+    buffer[:count] = scale * array[start:start + count]
+
+
+@_intrinsic_or(_load_scaled_numpy)
+def load_scaled(typingctx, buffer, array, start, count, scale, registers, masked):
+    """``buffer[:] = scale * array[start:]``, one block (see _Block)."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        buffer_, array_, start_, count_, scale_ = args[:5]
+        block = _Block(context, builder, array.dtype, registers, masked, count_)
+        scale_ = context.cast(builder, scale_, scale, array.dtype)
+        values = builder.fmul(block.splat(scale_), block.load(sig.args[1], array_, start_))
+        block.store(values, sig.args[0], buffer_, block.zero, whole=True)
+        return context.get_dummy_value()
+    return types.none(buffer, array, start, count, scale, registers, masked), codegen
+
+
+def _store_block_numpy(array, start, count, buffer, registers, masked):
+    array[start:start + count] = buffer[:count]
+
+
+@_intrinsic_or(_store_block_numpy)
+def store_block(typingctx, array, start, count, buffer, registers, masked):
+    """``array[start:] = buffer``, one block (see _Block)."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        array_, start_, count_, buffer_ = args[:4]
+        block = _Block(context, builder, array.dtype, registers, masked, count_)
+        block.store(block.load(sig.args[3], buffer_, block.zero, whole=True), sig.args[0],
+                    array_, start_)
+        return context.get_dummy_value()
+    return types.none(array, start, count, buffer, registers, masked), codegen
+
+
+def _step_and_accumulate_numpy(W, VW, k, start, count, minus_lr_delta, z, squares, x, x_next,
+                               lr, alpha, momentum, nesterov, registers, masked):
+    w = W[k, start:start + count]
+    if VW is None:
+        if alpha is not None:
+            w -= lr * alpha * w
+        w += x * minus_lr_delta[:count]
+    else:
+        step = x * minus_lr_delta[:count]
+        if alpha is not None:
+            step -= lr * alpha * w
+        v = VW[k, start:start + count]
+        v[:] = momentum * v + step
+        w += momentum * v + step if nesterov else v
+    if alpha is not None and VW is None:
+        squares[:count] += w * w
+    z[:count] += x_next * w
+
+
+@_intrinsic_or(_step_and_accumulate_numpy)
+def step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, squares, x,
+                         x_next, lr, alpha, momentum, nesterov, registers, masked):
+    """For one block of lanes j of row ``k`` of ``W`` from ``start`` (see _Block): the SGD
+    step of ``w = W[k, j]``, stored back, then ``z[j] += x_next * w``; and with an L2 penalty
+    (``alpha`` not None) but no momentum, ``squares[j] += w * w`` for the next sample's
+    penalty.
+
+    Without momentum (``VW`` None) the step is ``w - (lr * alpha) * w + x * minus_lr_delta[j]``
+    -- a multiply and an add per vector, after a multiply-add when ``alpha`` is given (an L2
+    penalty); z's sum is a multiply-add. With momentum, ``-lr * gradient`` is
+    ``x * minus_lr_delta[j] - (lr * alpha) * w``, the velocity ``v = momentum * VW[k, j] - lr *
+    gradient`` is stored back, and w moves by ``v`` (or by ``momentum * v - lr * gradient``
+    with ``nesterov``): scikit-learn's step, in multiply-adds.
+    The caller negates lr * delta once per block rather than x once per row: the same values,
+    one instruction less per row."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        W_, VW_, k_, start_, count_, minus_lr_delta_, z_, squares_ = args[:8]
+        x_, x_next_ = (context.cast(builder, value, type_, W.dtype)
+                       for value, type_ in zip(args[8:10], sig.args[8:10]))
+        block = _Block(context, builder, W.dtype, registers, masked, count_)
+        index = [k_, start_]
+        w = block.load(sig.args[0], W_, index)
+        minus_lr_delta_v = block.load(sig.args[5], minus_lr_delta_, block.zero, whole=True)
+        if not isinstance(alpha, types.NoneType):
+            # lr * alpha in their common type, as the kernel would compute it, then cast.
+            common = context.typing_context.unify_types(lr, alpha)
+            lr_alpha = builder.fmul(context.cast(builder, args[10], lr, common),
+                                    context.cast(builder, args[11], alpha, common))
+            minus_lr_alpha = builder.fneg(
+                block.splat(context.cast(builder, lr_alpha, common, W.dtype)))
+        if isinstance(VW, types.NoneType):
+            if not isinstance(alpha, types.NoneType):
+                w = block.fma(minus_lr_alpha, w, w)
+            # A multiply and an add, not a multiply-add, make the value stored back to W: a
+            # multiply-add's result stored back slows the loop
+            # (benchmarks/c_baseline/store_after_fma.c). The product is rounded, as the
+            # reference rounds it.
+            w = builder.fadd(w, builder.fmul(block.splat(x_), minus_lr_delta_v))
+        else:
+            minus_lr_g = builder.fmul(block.splat(x_), minus_lr_delta_v)
+            if not isinstance(alpha, types.NoneType):
+                minus_lr_g = block.fma(minus_lr_alpha, w, minus_lr_g)
+            momentum_ = block.splat(context.cast(builder, args[12], momentum, W.dtype))
+            # The epoch kernel's velocity views arrive as Optional(array) (see _optimizer_state).
+            velocity = VW.type if isinstance(VW, types.Optional) else VW
+            VW_ = context.cast(builder, VW_, VW, velocity)
+            v = block.fma(momentum_, block.load(velocity, VW_, index), minus_lr_g)
+            block.store(v, velocity, VW_, index)
+            move = builder.select(args[13], block.fma(momentum_, v, minus_lr_g), v)
+            w = builder.fadd(w, move)
+        block.store(w, sig.args[0], W_, index)
+        if not isinstance(alpha, types.NoneType) and isinstance(VW, types.NoneType):
+            block.store(block.fma(w, w, block.load(sig.args[7], squares_, block.zero, whole=True)),
+                        sig.args[7], squares_, block.zero, whole=True)
+        z_sum = block.fma(block.splat(x_next_), w,
+                          block.load(sig.args[6], z_, block.zero, whole=True))
+        block.store(z_sum, sig.args[6], z_, block.zero, whole=True)
+        return context.get_dummy_value()
+    return (types.none(W, VW, k, start, count, minus_lr_delta, z, squares, x, x_next, lr, alpha,
+                       momentum, nesterov, registers, masked), codegen)
+
+
+def _dense_tile_numpy(Z, A, W, b, row, start, count, rows, registers, masked):
+    columns = slice(start, start + count)
+    Z[row:row + rows, columns] = A[row:row + rows] @ W[:, columns] + b[columns]
+
+
+@_intrinsic_or(_dense_tile_numpy)
+def dense_tile(typingctx, Z, A, W, b, row, start, count, rows, registers, masked):
+    """``Z[row + r, j] = b[j] + sum over k of A[row + r, k] * W[k, j]`` for the ``rows`` (a
+    literal) rows of a tile and one block of columns j from ``start`` (see _Block), terms
+    added in the order of k. The tile's sums stay in registers down the rows of W, and each
+    vector of W loaded serves every row of the tile."""
+    if not (_literal_block(registers, masked) and isinstance(rows, types.IntegerLiteral)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        Z_, A_, W_, b_ = args[:4]
+        row_, start_, count_ = (context.cast(builder, value, type_, types.intp)
+                                for value, type_ in zip(args[4:7], sig.args[4:7]))
+        block = _Block(context, builder, W.dtype, registers, masked, count_)
+        bias = block.load(sig.args[3], b_, start_)
+        sums = [cgutils.alloca_once_value(builder, bias) for _ in range(rows.literal_value)]
+        tile_rows = [builder.add(row_, row_.type(r)) for r in range(rows.literal_value)]
+        W_rows = builder.extract_value(make_array(sig.args[2])(context, builder, W_).shape, 0)
+        with cgutils.for_range(builder, W_rows) as loop:
+            w = block.load(sig.args[2], W_, [loop.index, start_])
+            for total, r in zip(sums, tile_rows):
+                a = block.splat(block.scalar(sig.args[1], A_, [r, loop.index]))
+                builder.store(block.fma(a, w, builder.load(total)), total)
+        for total, r in zip(sums, tile_rows):
+            block.store(builder.load(total), sig.args[0], Z_, [r, start_])
+        return context.get_dummy_value()
+    return types.none(Z, A, W, b, row, start, count, rows, registers, masked), codegen
+
+
+def _prefetch_numpy(array, byte_offset):
+    pass
+
+
+@_intrinsic_or(_prefetch_numpy)
+def prefetch(typingctx, array, byte_offset):
+    """Ask the CPU to start loading the cache line ``byte_offset`` bytes into ``array``'s
+    data."""
+    def codegen(context, builder, sig, args):
+        byte = ir.IntType(8).as_pointer()
+        data = builder.bitcast(make_array(sig.args[0])(context, builder, value=args[0]).data,
+                               byte)
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.gep(data, [args[1]]), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(array, byte_offset), codegen
+
+
+def _as_matrix_numpy(vector, rows, cols):
+    return vector.reshape((rows, cols))
+
+
+@_intrinsic_or(_as_matrix_numpy)
+def as_matrix(typingctx, vector, rows, cols):
+    """``vector.reshape((rows, cols))`` for a C-contiguous 1-D array. Numba's reshape calls a
+    C helper that LLVM cannot inline; this builds the view in place. Raises ValueError, as
+    reshape does, when the sizes do not match."""
+    if not (isinstance(vector, types.Array) and vector.ndim == 1 and vector.layout == "C"):
+        return None
+    matrix_type = vector.copy(ndim=2, layout="C")
+
+    def codegen(context, builder, sig, args):
+        source = make_array(vector)(context, builder, args[0])
+        rows, cols = (context.cast(builder, value, type_, types.intp)
+                      for value, type_ in zip(args[1:], sig.args[1:]))
+        size = cgutils.unpack_tuple(builder, source.shape, 1)[0]
+        with cgutils.if_unlikely(builder, builder.icmp_signed("!=", builder.mul(rows, cols),
+                                                              size)):
+            context.call_conv.return_user_exc(builder, ValueError,
+                                              ("total size of new array must be unchanged",))
+        matrix = make_array(matrix_type)(context, builder)
+        populate_array(matrix, data=source.data, shape=[rows, cols],
+                       strides=[builder.mul(cols, source.itemsize), source.itemsize],
+                       itemsize=source.itemsize, meminfo=source.meminfo, parent=source.parent)
+        return impl_ret_borrowed(context, builder, matrix_type, matrix._getvalue())
+    return matrix_type(vector, rows, cols), codegen
+
+
+def _as_vector_numpy(matrix):
+    return matrix.reshape(-1)
+
+
+@_intrinsic_or(_as_vector_numpy)
+def as_vector(typingctx, matrix):
+    """``matrix.reshape(-1)`` for a C-contiguous 2-D array, built in place as as_matrix
+    builds its views."""
+    if not (isinstance(matrix, types.Array) and matrix.ndim == 2 and matrix.layout == "C"):
+        return None
+    vector_type = matrix.copy(ndim=1, layout="C")
+
+    def codegen(context, builder, sig, args):
+        source = make_array(matrix)(context, builder, args[0])
+        rows, cols = cgutils.unpack_tuple(builder, source.shape, 2)
+        vector = make_array(vector_type)(context, builder)
+        populate_array(vector, data=source.data, shape=[builder.mul(rows, cols)],
+                       strides=[source.itemsize], itemsize=source.itemsize,
+                       meminfo=source.meminfo, parent=source.parent)
+        return impl_ret_borrowed(context, builder, vector_type, vector._getvalue())
+    return vector_type(matrix), codegen
