@@ -255,6 +255,14 @@ def check_params(est) -> None:
         fail("random_state", "an int in [0, 2**32)")
 
 
+def human_bytes(n: int) -> str:
+    """A byte count in binary units: 1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n} B" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+
+
 def hidden_sizes(value):
     """``hidden_layer_sizes`` as a list when it is one int (any integer type) or a collection;
     anything else is returned as it is, for check_params to reject. An iterator (e.g. a

@@ -1,6 +1,7 @@
 """Model files: FastMLP.save / fastmlp.load round trips, validation of bad files, atomic
 writes, and pickling."""
 
+import contextlib
 import io
 import json
 import os
@@ -185,11 +186,18 @@ def saved(tmp_path) -> Path:
     return path
 
 
-def rewrite(path: Path, **entries) -> None:
+def rewrite(path: Path, keep_checksum=False, **entries) -> None:
     """Replace entries of the model zip: bytes or str as they are, arrays as .npy (None
-    removes the entry)."""
+    removes the entry). The metadata's checksum is dropped unless ``keep_checksum``: the file
+    is then one saved before fastmlp recorded checksums, or edited by someone who removed it,
+    and every other check must still hold."""
     with zipfile.ZipFile(path) as archive:
         contents = {name: archive.read(name) for name in archive.namelist()}
+    if not keep_checksum:
+        with contextlib.suppress(json.JSONDecodeError):
+            metadata = json.loads(entries.get("metadata", contents["metadata.json"]))
+            metadata.pop(persistence.DIGEST, None)
+            entries["metadata"] = json.dumps(metadata)
     for name, value in entries.items():
         key = "metadata.json" if name == "metadata" else f"{name}.npy"
         if value is None:
@@ -271,8 +279,11 @@ def test_pickled_object_arrays_are_refused_without_unpickling(saved, tmp_path):
     (lambda m: m["fitted"].update(n_iter_=5), "loss_curve"),
     (lambda m: m["fitted"].update(n_features_in_=9), "n_features_in_"),
     (lambda m: m["fitted"].update(best_loss_="big"), "best_loss_"),
-    (lambda m: m["params"].update(hidden_layer_sizes=[5]), "does not match"),
+    (lambda m: m["params"].update(hidden_layer_sizes=[5]), "hidden_layer_sizes [5]"),
+    (lambda m: m["params"].update(hidden_layer_sizes=[5, 5]), "does not match"),
     (lambda m: m["params"].update(activation="bogus"), "activation"),
+    (lambda m: m["params"].update(init={"arrays": "init_params.npy"}),
+     "init_params.npy are missing"),
     (lambda m: m["params"].update(surprise=1), "unknown parameter"),
     (lambda m: m["params"].update(random_state={"kind": "os.system"}), "random_state"),
     (lambda m: m["rng_state"].update(bit_generator="Evil"), "bit generator"),
@@ -292,16 +303,19 @@ def test_metadata_that_is_not_json(saved):
 
 @pytest.mark.parametrize("entries, message", [
     ({"params": None}, "params.npy are missing"),
-    ({"params": np.zeros(3)}, "params is float64 of shape (3,)"),
-    ({"velocity": np.zeros(10, dtype=np.float16)}, "velocity is float16"),
+    ({"params": np.zeros(3)}, "params has dtype float64 and shape (3,); this model needs "
+                              "float64 of shape (64,)"),
+    ({"velocity": np.zeros(64, dtype=np.float16)}, "velocity has dtype float16"),
+    ({"params": np.zeros(64, dtype=">f4")}, "needs float64"),
     ({"loss_curve": np.array([0.5, np.nan])}, "NaN or infinite"),
     ({"layout": np.zeros((3, 5), dtype=np.int64)}, "layer width"),
     ({"layout": np.array([[0, 20, 4, 5, 0], [0, 45, 5, 4, 5], [49, 61, 4, 3, 9]])},
      "offsets are inconsistent"),
-    ({"classes": np.array(["a", "b"])}, "2 classes do not fit a multiclass network"),
+    ({"classes": np.array(["a", "b"])}, "numbers or text of shape (3,)"),
     ({"classes": np.array(["c", "b", "a"])}, "sorted and distinct"),
-    ({"classes": np.array([[1, 2, 3]])}, "expected 1-D"),
-    ({"feature_names": np.array(["x"])}, "feature_names has shape"),
+    ({"classes": np.array([[1, 2, 3]])}, "shape (1, 3)"),
+    ({"feature_names": np.array(["x"])}, "feature_names has dtype <U1 and shape (1,)"),
+    ({"feature_names": np.array([1, 2, 3, 4])}, "needs text of shape (4,)"),
     ({"params": b"garbage!!"}, "not a .npy array"),
 ])
 def test_inconsistent_arrays(saved, entries, message):
@@ -319,7 +333,7 @@ def test_params_with_nan_are_refused(saved):
 
 def test_npy_header_promising_more_data_than_present(saved):
     buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.zeros(61))
+    np.lib.format.write_array(buffer, np.zeros(64))
     rewrite(saved, params=buffer.getvalue()[:-40])
     assert "truncated or corrupt" in load_error(saved)
 
