@@ -11,8 +11,8 @@ import numpy as np
 
 from . import _targets
 from ._base import ClassifierBase
-from ._validation import (check_labels, check_params, check_X, check_y, feature_names,
-                          hidden_sizes)
+from ._validation import (check_labels, check_network_memory, check_params, check_X, check_y,
+                          feature_names, hidden_sizes)
 from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
@@ -359,6 +359,7 @@ class FastMLP(ClassifierBase):
         """Set up a new network for this data: classes, shapes, initial weights."""
         n_outputs = 1 if kind == _targets.BINARY else len(classes)
         sizes = [X.shape[1], *hidden_sizes(self.hidden_layer_sizes), n_outputs]
+        check_network_memory(sizes, X.dtype.itemsize, X.shape[0], self.batch_size)
         layout, n_params, n_units = make_layout(sizes)
         rng = _make_rng(self.random_state)
         params = np.zeros(n_params, dtype=np.float64)

@@ -41,6 +41,7 @@ import os
 import secrets
 import struct
 import time
+import tokenize
 import zipfile
 import zlib
 from typing import NamedTuple
@@ -78,7 +79,7 @@ INFLATION_ALLOWANCE = 1 << 20
 # numpy's SeedSequence pools 4 words by default; a file could ask for gigabytes.
 MAX_SEED_POOL_SIZE = 1024
 # Entries are read in pieces of this size into their array, never as one bytes object.
-READ_CHUNK_BYTES = 1 << 20
+READ_CHUNK_BYTES = 1 << 16
 
 
 class _Invalid(ValueError):
@@ -372,7 +373,9 @@ def _read_entries(archive: zipfile.ZipFile, file_size: int) -> tuple[dict, dict]
         raise _Invalid(f"it has no {METADATA} entry (not written by fastmlp).")
     infos = {name: archive.getinfo(f"{name}.npy") for name in ENTRIES if f"{name}.npy" in counts}
     _check_declared_sizes(archive.getinfo(METADATA), infos.values(), file_size)
-    metadata = _parse_metadata(archive.read(METADATA))
+    with archive.open(METADATA) as entry:
+        # A bounded read: read() would ask the file for all the compressed size it declares.
+        metadata = _parse_metadata(entry.read(archive.getinfo(METADATA).file_size))
     inputs_and_hidden = _declared_layers(metadata)
     if "layout" not in infos:
         raise _Invalid("entry layout.npy is missing.")
@@ -403,7 +406,7 @@ def _check_declared_sizes(metadata: zipfile.ZipInfo, entries, file_size: int) ->
 
 def _parse_metadata(raw: bytes) -> dict:
     try:
-        metadata = json.loads(raw.decode("utf-8"))
+        metadata = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         # ValueError: also integers of more digits than Python parses; RecursionError: nesting.
         raise _Invalid(f"{METADATA} is not valid JSON: {error}") from None
@@ -424,6 +427,11 @@ def _parse_metadata(raw: bytes) -> dict:
     return metadata
 
 
+def _refuse_constant(name: str):
+    """NaN and Infinity are not JSON (save writes infinities as strings)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: _Expected) \
         -> np.ndarray:
     """One ``.npy`` entry. Its header and declared size are checked against ``expected``
@@ -435,7 +443,8 @@ def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: _Expect
             read_header = HEADER_READERS.get(version)
             if read_header is not None:
                 shape, fortran_order, dtype = read_header(entry)
-        except (ValueError, SyntaxError, RecursionError) as error:
+        except (ValueError, SyntaxError, RecursionError, tokenize.TokenError) as error:
+            # numpy parses the header's dict as Python literals, with tokenize.
             raise _Invalid(f"{name} is not a .npy array: {error}") from None
         if read_header is None:
             raise _Invalid(f"{name} uses .npy version {version}, which fastmlp does not write.")
