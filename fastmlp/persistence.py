@@ -73,7 +73,8 @@ DIGEST = "sha256"
 METADATA_MAX_BYTES = 1 << 20
 # The entries a file of F bytes declares may hold MAX_INFLATION * F + INFLATION_ALLOWANCE bytes:
 # a file save writes declares at most 4 F (params stored, velocity and float64 init_params
-# no larger), files from before params was stored about 5 F; deflate could claim 1032 F.
+# no larger); files from before params was stored declare 1-2 F, or up to 28 F for a model
+# whose weights are all equal (within the allowance when small); deflate could claim 1032 F.
 MAX_INFLATION = 8
 INFLATION_ALLOWANCE = 1 << 20
 # numpy's SeedSequence pools 4 words by default; a file could ask for gigabytes.
@@ -371,7 +372,8 @@ def _read_entries(archive: zipfile.ZipFile, file_size: int) -> tuple[dict, dict]
         raise _Invalid(f"it holds more than one entry named {', '.join(repeated)}.")
     if METADATA not in counts:
         raise _Invalid(f"it has no {METADATA} entry (not written by fastmlp).")
-    infos = {name: archive.getinfo(f"{name}.npy") for name in ENTRIES if f"{name}.npy" in counts}
+    infos = {name: archive.getinfo(f"{name}.npy") for name in ENTRIES
+             if f"{name}.npy" in counts}
     _check_declared_sizes(archive.getinfo(METADATA), infos.values(), file_size)
     with archive.open(METADATA) as entry:
         # A bounded read: read() would ask the file for all the compressed size it declares.
@@ -379,7 +381,8 @@ def _read_entries(archive: zipfile.ZipFile, file_size: int) -> tuple[dict, dict]
     inputs_and_hidden = _declared_layers(metadata)
     if "layout" not in infos:
         raise _Invalid("entry layout.npy is missing.")
-    layout = _read_npy(archive, infos["layout"], _layout_expected(metadata, len(inputs_and_hidden)))
+    layout = _read_npy(archive, infos["layout"],
+                       _layout_expected(metadata, len(inputs_and_hidden)))
     sizes = _check_layout(layout)
     _check_layers_match(metadata, inputs_and_hidden, sizes)
     expected = _expected_entries(metadata, sizes)
@@ -496,11 +499,14 @@ def _declared_layers(metadata: dict) -> list[int]:
             raise _Invalid(f"metadata field {name!r} must be a non-negative integer, got "
                            f"{value!r}.")
     for name in ("best_loss_", "best_validation_score_"):
-        _decode_float(fitted.get(name), name)
+        if name not in fitted:
+            raise _Invalid(f"metadata field {name!r} is missing.")
+        _decode_float(fitted[name], name)
     hidden = metadata["params"].get("hidden_layer_sizes")
     sizes = hidden_sizes(hidden) if isinstance(hidden, (int, list)) else None
-    if not (isinstance(sizes, list) and all(isinstance(size, int) and not isinstance(size, bool)
-                                            and size >= 1 for size in sizes)):
+    if not (isinstance(sizes, list) and all(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 1
+            for size in sizes)):
         raise _Invalid(f"hidden_layer_sizes {hidden!r} is not a positive int or a list of them.")
     return [fitted["n_features_in_"], *sizes]
 
@@ -572,7 +578,8 @@ def _check_model(metadata: dict, arrays: dict) -> None:
     if "layout" not in arrays:
         raise _Invalid("entry layout.npy is missing.")
     layout = arrays["layout"]
-    _check_entry("layout", layout.dtype, layout.shape, _layout_expected(metadata, len(inputs_and_hidden)))
+    _check_entry("layout", layout.dtype, layout.shape,
+                 _layout_expected(metadata, len(inputs_and_hidden)))
     sizes = _check_layout(layout)
     _check_layers_match(metadata, inputs_and_hidden, sizes)
     expected = _expected_entries(metadata, sizes)
@@ -672,7 +679,7 @@ def _restore_generator(state: dict) -> np.random.Generator:
     bit_generator = getattr(np.random, name)()
     try:
         bit_generator.state = _decode_arrays(state)
-    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as error:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as error:
         raise _Invalid(f"the RNG state is invalid: {error}") from None
     return np.random.Generator(bit_generator)
 
@@ -700,6 +707,6 @@ def _decode_random_state(value, rng: np.random.Generator):
             return random_state
         if kind == "SeedSequence":
             return np.random.SeedSequence(**value["state"])
-    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as error:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as error:
         raise _Invalid(f"random_state is invalid: {error}") from None
     raise _Invalid(f"random_state {value!r} is not an int, None or a known generator.")
