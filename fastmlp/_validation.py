@@ -295,7 +295,8 @@ def human_bytes(n: int) -> str:
     """A byte count in binary units: 1536 -> '1.5 KiB'."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
         if n < 1024 or unit == "EiB":
-            return f"{n} B" if unit == "B" else f"{n:.3g} {unit}"
+            return f"{n} B" if unit == "B" else f"{n:.3g} {unit}" if n < 1000 else \
+                f"{n:.0f} {unit}"
         n /= 1024
 
 

@@ -78,3 +78,10 @@ def test_the_chunk_rows_match_the_kernel():
 def test_memory_is_assumed_large_where_the_system_does_not_say(monkeypatch):
     monkeypatch.delattr(_validation.os, "sysconf")
     assert _validation.physical_memory() == _validation.UNKNOWN_MEMORY
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),
+                                     (1045172, "1021 KiB"), (2**30, "1 GiB"),
+                                     (10**22, "8674 EiB")])
+def test_sizes_read_in_binary_units(n, text):
+    assert _validation.human_bytes(n) == text

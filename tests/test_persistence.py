@@ -629,11 +629,14 @@ def test_the_checksum_covers_values_not_their_representation(saved):
     assert_same_state(original, fastmlp.load(saved))
 
 
-def test_a_file_without_checksum_still_loads(saved):
-    """Files saved before fastmlp recorded checksums."""
+def test_a_file_in_the_earlier_layout_still_loads(saved):
+    """Files saved before fastmlp recorded checksums and stored params.npy uncompressed."""
     original = fastmlp.load(saved)
-    rewrite(saved)
-    assert persistence.DIGEST not in metadata_of(saved)
+    entries = entries_of(saved)
+    metadata = json.loads(entries["metadata.json"])
+    del metadata[persistence.DIGEST]
+    entries["metadata.json"] = json.dumps(metadata, indent=1)
+    saved.write_bytes(zip_bytes(entries, compression=zipfile.ZIP_DEFLATED))
     assert_same_state(original, fastmlp.load(saved))
 
 
