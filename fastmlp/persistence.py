@@ -69,8 +69,9 @@ ENTRIES = ("params", "velocity", "layout", "classes", "loss_curve", "validation_
 # model can declare no more than its file holds (see MAX_INFLATION).
 COMPRESSED = ("velocity", "init_params")
 DIGEST = "sha256"
-# A real metadata.json is 2-20 KiB (two Mersenne Twister states at most).
-METADATA_MAX_BYTES = 1 << 20
+# A real metadata.json is 2-25 KiB (two Mersenne Twister states at most); parsing hostile
+# JSON takes up to ~25 times its size in Python objects.
+METADATA_MAX_BYTES = 1 << 18
 # The entries a file of F bytes declares may hold MAX_INFLATION * F + INFLATION_ALLOWANCE bytes:
 # a file save writes declares at most 4 F (params stored, velocity and float64 init_params
 # no larger); files from before params was stored declare 1-2 F, or up to 28 F for a model
