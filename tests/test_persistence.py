@@ -511,12 +511,12 @@ def test_a_params_entry_inflating_far_beyond_the_model_is_refused_unread(saved):
 
 
 def test_a_bomb_declared_consistently_everywhere_is_refused_unread(saved):
-    """Metadata, layout table and headers all agree on a network of 8.4 million parameters,
+    """Metadata, layout table and headers all agree on a network of 4.2 million parameters,
     whose params and velocity are deflated zeros: nothing in the file contradicts itself, but
     a file of its size cannot hold that model."""
     metadata = metadata_of(saved)
-    metadata["params"]["hidden_layer_sizes"] = [2**21]
-    layout, n_params, _ = make_layout([4, 2**21, 3])
+    metadata["params"]["hidden_layer_sizes"] = [2**19]
+    layout, n_params, _ = make_layout([4, 2**19, 3])
     entries = entries_of(saved)
     entries["metadata.json"] = json.dumps(metadata)
     layout_npy = io.BytesIO()
