@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._state import OptimizerState, TrainingState
-from ._validation import check_params, check_X, feature_names, hidden_sizes
+from ._validation import check_network_memory, check_params, check_X, feature_names, hidden_sizes
 from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
@@ -262,6 +262,7 @@ class BaseMLP:
         """Set up a new network for this data: shapes, initial weights, and the attributes
         ``targets`` that describe its targets (``classes_`` ...)."""
         sizes = [X.shape[1], *hidden_sizes(self.hidden_layer_sizes), n_outputs]
+        check_network_memory(sizes, X.dtype.itemsize, X.shape[0], self.batch_size)
         layout, n_params, n_units = make_layout(sizes)
         rng = _make_rng(self.random_state)
         params = np.zeros(n_params, dtype=np.float64)

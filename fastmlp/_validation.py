@@ -6,14 +6,18 @@ messages recognise them; the checks themselves are NumPy-only (see ``_base`` for
 
 import math
 import numbers
+import os
 import warnings
 
 import numpy as np
 
 from .exceptions import DataConversionWarning
+from .kernels.codes import BLAS_CHUNK_ROWS
 from .kernels.registry import ACTIVATION_BY_NAME, INIT_SCHEME_BY_NAME
 
 FLOAT_DTYPES = (np.float64, np.float32)
+# Memory assumed where the system does not report it: refuses only what no machine could train.
+UNKNOWN_MEMORY = 1 << 40
 
 
 def _is_sparse(X) -> bool:
@@ -297,6 +301,45 @@ def check_params(est) -> None:
         fail("random_state", "None, an int, a numpy Generator, RandomState or SeedSequence")
     if isinstance(rs, numbers.Integral) and not 0 <= rs < 2**32:
         fail("random_state", "an int in [0, 2**32)")
+
+
+def check_network_memory(sizes: list[int], itemsize: int, n_samples: int, batch_size) -> None:
+    """Raise a ValueError naming ``hidden_layer_sizes`` when training the network of layer
+    widths ``sizes`` (inputs first, outputs last) in floats of ``itemsize`` bytes on
+    ``n_samples`` rows would need more memory than the machine has. Counted in Python ints,
+    before anything is allocated, so no width is too large to be named."""
+    weights = [fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+    n_units = sum(sizes[1:])
+    n_params = sum(weights) + n_units
+    rows = min(n_samples if batch_size == "full" else batch_size, n_samples,
+               BLAS_CHUNK_ROWS)
+    # The float64 initial draw, then params, velocity, gradient, the checkpoint's two copies
+    # and early stopping's best weights; and the mini-batch kernel's work space.
+    needed = n_params * (8 + 6 * itemsize) + \
+        itemsize * (rows * (sizes[0] + 2 * n_units) + max(weights))
+    available = physical_memory()
+    if needed > available:
+        raise ValueError(f"hidden_layer_sizes={tuple(sizes[1:-1])!r} makes a network of "
+                         f"{n_params:,} parameters; training it needs about "
+                         f"{human_bytes(needed)} of memory, more than this machine's "
+                         f"{human_bytes(available)}.")
+
+
+def physical_memory() -> int:
+    """Bytes of RAM, or UNKNOWN_MEMORY where the system does not say (Windows)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return UNKNOWN_MEMORY
+
+
+def human_bytes(n: int) -> str:
+    """A byte count in binary units: 1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n} B" if unit == "B" else f"{n:.3g} {unit}" if n < 1000 else \
+                f"{n:.0f} {unit}"
+        n /= 1024
 
 
 def hidden_sizes(value):

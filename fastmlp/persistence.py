@@ -1,12 +1,14 @@
-"""Model files: a fitted fastmlp estimator as arrays plus JSON metadata in one zip, never pickle.
+"""Model files: a fitted estimator as arrays plus JSON metadata in one zip, never pickle.
 
 The file is an ``.npz``-style zip archive (``numpy.load`` opens it too): one ``.npy`` entry per
 array and a ``metadata.json`` entry::
 
-    metadata.json          format name and version, fastmlp version, get_params(), fitted
-                           scalars (n_iter_, t_, best_loss_, ...), the RNG state
+    metadata.json          format name and version, fastmlp version, the estimator's class
+                           name, get_params(), fitted scalars (n_iter_, t_, best_loss_, the
+                           optimizer's name and step count, ...), the RNG state
     params.npy             the flat parameter buffer (float32 or float64)
-    velocity.npy           the momentum buffer, same layout (continued training)
+    velocity.npy           the optimizer's state buffers, one entry each, laid out like
+                           params.npy (SGD's: its momentum velocity)
     layout.npy             the int64 offsets table of the buffer
     classes.npy            labels as numbers or a unicode array (never objects)
     loss_curve.npy         float64, one entry per epoch trained
@@ -15,27 +17,44 @@ array and a ``metadata.json`` entry::
     init_params.npy        float64, present only for init=(coefs, intercepts): those arrays,
                            laid out like params.npy
 
-Reading uses ``allow_pickle=False`` semantics throughout (object arrays are refused from their
-header), so loading a file never executes code from it. Every field is checked against the
-others before an estimator is built, and ``save`` runs the same checks before it writes, so
-every file ``save`` writes loads again.
+``metadata.json`` also records ``sha256``, a checksum of the whole model (the metadata without
+it, and every array's dtype, shape and values): a bit flipped anywhere, or a value edited by
+hand, is refused instead of loading as a different model. Files written before the checksum
+existed load without it.
+
+Reading never trusts a size the file declares. ``params.npy`` is stored uncompressed, so the
+model's size is bounded by the file's: the entries a file of F bytes declares may hold at most
+``MAX_INFLATION * F + INFLATION_ALLOWANCE`` bytes, checked from the zip directory before
+anything is read (a zip bomb is refused there). ``metadata.json`` may hold at most
+``METADATA_MAX_BYTES``. From the metadata and the layout table the loader decides each
+entry's dtype and shape, and checks every ``.npy`` header and the entry's declared size
+against them before reading a byte of its data; object arrays (pickle) are refused from their
+header, so loading a file never executes code from it. Every field is then checked against
+the others before an estimator is built, and ``save`` runs the same checks before it writes,
+so every file ``save`` writes loads again.
 """
 
+import collections
 import contextlib
+import hashlib
 import json
 import math
 import os
 import secrets
+import struct
+import time
+import tokenize
 import zipfile
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
-from ._state import OptimizerState, TrainingState
 from ._version import __version__
-from ._validation import check_params, hidden_sizes
+from ._validation import check_params, hidden_sizes, human_bytes
 from ._base import ESTIMATORS, BaseMLP
-from .kernels.codes import FAN_IN, FAN_OUT
+from ._state import OptimizerState, TrainingState
+from .kernels.codes import FAN_IN, FAN_OUT, LAYOUT_COLUMNS
 from .kernels.layout import aligned_copy, make_layout, unpack
 from .kernels.registry import OPTIMIZER_BY_NAME, OPTIMIZERS, TARGET_KIND_BY_NAME
 
@@ -45,16 +64,47 @@ METADATA = "metadata.json"
 KINDS = tuple(TARGET_KIND_BY_NAME)
 FLOAT_DTYPES = ("float32", "float64")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-# dtype kinds each entry may hold: numbers, or text for labels and names; never objects.
-ENTRY_KINDS = {"params": "f", "layout": "i", "classes": "biufUS", "loss_curve": "f",
-               "validation_scores": "f", "feature_names": "U", "init_params": "f",
-               # every optimizer's state buffers, laid out like params
-               **{buffer: "f" for optimizer in OPTIMIZERS for buffer in optimizer.buffers}}
-REQUIRED = ("params", "layout", "classes", "loss_curve")
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                  (2, 0): np.lib.format.read_array_header_2_0}
+# Every optimizer's state buffers (laid out like params) are entries too.
+OPTIMIZER_BUFFERS = tuple(buffer for optimizer in OPTIMIZERS for buffer in optimizer.buffers)
+ENTRIES = ("params", *OPTIMIZER_BUFFERS, "layout", "classes", "loss_curve",
+           "validation_scores", "feature_names", "init_params")
+# Entries of the parameter buffer's size that are often mostly zeros (no momentum, sparse
+# starting arrays) are compressed; the rest, params.npy first, are stored as they are, so a
+# model can declare no more than its file holds (see MAX_INFLATION).
+COMPRESSED = (*OPTIMIZER_BUFFERS, "init_params")
+DIGEST = "sha256"
+# A real metadata.json is 2-25 KiB (two Mersenne Twister states at most); parsing hostile
+# JSON takes up to ~25 times its size in Python objects.
+METADATA_MAX_BYTES = 1 << 18
+# The entries a file of F bytes declares may hold MAX_INFLATION * F + INFLATION_ALLOWANCE bytes:
+# a file save writes declares at most 4 F (params stored, velocity and float64 init_params
+# no larger); files from before params was stored declare 1-2 F, or up to 28 F for a model
+# whose weights are all equal (within the allowance when small); deflate could claim 1032 F.
+MAX_INFLATION = 8
+INFLATION_ALLOWANCE = 1 << 20
+# numpy's SeedSequence pools 4 words by default; a file could ask for gigabytes.
+MAX_SEED_POOL_SIZE = 1024
+# Entries are read in pieces of this size into their array, never as one bytes object.
+READ_CHUNK_BYTES = 1 << 16
 
 
 class _Invalid(ValueError):
     """A problem with a model's contents; the caller names the file."""
+
+
+class _Expected(NamedTuple):
+    """What an entry must hold: the dtype named ``dtype`` (in either byte order), or when it is
+    None any non-object dtype of one of ``kinds`` (``what`` in messages); shape ``shape``, or
+    with ``at_most`` a 1-D length up to ``shape[0]``."""
+    dtype: str | None
+    shape: tuple
+    kinds: str = ""
+    what: str = ""
+    required: bool = True
+    at_most: bool = False
+    reason: str = ""
 
 
 # ------------------------------------------------------------------------------ public API
@@ -70,20 +120,23 @@ def save(estimator: BaseMLP, path: str | os.PathLike) -> None:
     metadata, arrays = _describe(estimator)
     try:
         _check_model(metadata, arrays)
+        text = _metadata_text(metadata, arrays)
     except _Invalid as problem:
         raise ValueError(f"Cannot save this model: {problem}") from None
-    _write_atomically(os.fspath(path), lambda file: _write_zip(file, metadata, arrays))
+    _write_atomically(os.fspath(path), lambda file: _write_zip(file, text, arrays))
 
 
 def load(path: str | os.PathLike) -> BaseMLP:
     """Read a model written by :func:`save` (or ``FastMLP.save``).
 
-    Raises ``ValueError`` naming the problem for a truncated, corrupt or foreign file, or one
-    written by a newer format version. Never unpickles or executes anything from the file.
+    Raises ``ValueError`` naming the problem for a truncated, corrupt, edited or foreign file,
+    or one written by a newer format version. Never unpickles or executes anything from the
+    file, and reads no more than its size allows (see the module's docstring).
     """
     path = os.fspath(path)
     try:
         metadata, arrays = _read_zip(path)
+        _check_digest(metadata, arrays)
         _check_model(metadata, arrays)
         return _build(metadata, arrays)
     except _Invalid as problem:
@@ -183,7 +236,8 @@ def _encode_random_state(random_state, rng: np.random.Generator):
         # The estimator draws from this very Generator; on load it becomes the restored one.
         return {"kind": "Generator"}
     if isinstance(random_state, np.random.RandomState):
-        return {"kind": "RandomState", "state": _encode_arrays(random_state.get_state(legacy=False))}
+        state = random_state.get_state(legacy=False)
+        return {"kind": "RandomState", "state": _encode_arrays(state)}
     if isinstance(random_state, np.random.SeedSequence):
         return {"kind": "SeedSequence", "state": _encode_arrays(random_state.state)}
     raise ValueError(f"Cannot save random_state={random_state!r}.")
@@ -214,14 +268,44 @@ def _decode_arrays(value):
     return value
 
 
-def _write_zip(file, metadata: dict, arrays: dict) -> None:
+def _metadata_text(metadata: dict, arrays: dict) -> str:
+    """metadata.json's text, with the checksum of the model it describes."""
+    # The checksum covers the metadata as load will parse it back.
+    parsed = json.loads(json.dumps(metadata, allow_nan=False, default=_json_scalar))
+    text = json.dumps({**metadata, DIGEST: _digest(parsed, arrays)}, indent=1, allow_nan=False,
+                      default=_json_scalar)
+    if len(text.encode()) > METADATA_MAX_BYTES:
+        raise _Invalid(f"its {METADATA} would hold {human_bytes(len(text.encode()))}, more "
+                       f"than the {human_bytes(METADATA_MAX_BYTES)} a model file allows.")
+    return text
+
+
+def _write_zip(file, metadata_text: str, arrays: dict) -> None:
     with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(METADATA, json.dumps(metadata, indent=1, allow_nan=False,
-                                              default=_json_scalar))
+        archive.writestr(METADATA, metadata_text)
         for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+            info = zipfile.ZipInfo(f"{name}.npy", time.localtime()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED if name in COMPRESSED else \
+                zipfile.ZIP_STORED
+            with archive.open(info, "w", force_zip64=True) as entry:
                 np.lib.format.write_array(entry, np.ascontiguousarray(array),
                                           allow_pickle=False)
+
+
+def _digest(metadata: dict, arrays: dict) -> str:
+    """SHA-256 of a model's content: its metadata without the checksum (as canonical JSON) and
+    each array's name, dtype, shape and values (little-endian, C order), whatever byte order
+    or memory order the file stores them in."""
+    hasher = hashlib.sha256()
+    content = {key: value for key, value in metadata.items() if key != DIGEST}
+    hasher.update(json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                             default=_json_scalar).encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name],
+                                     dtype=arrays[name].dtype.newbyteorder("<"))
+        hasher.update(f"\n{name} {array.dtype.str} {array.shape}\n".encode())
+        hasher.update(array.reshape(-1).view(np.uint8))
+    return hasher.hexdigest()
 
 
 def _json_scalar(value):
@@ -273,29 +357,71 @@ def _fsync_directory(directory: str) -> None:
 # ------------------------------------------------------------------------------ file -> estimator
 
 def _read_zip(path: str) -> tuple[dict, dict]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if METADATA not in names:
-                raise _Invalid(f"it has no {METADATA} entry (not written by fastmlp).")
-            metadata = _parse_metadata(archive.read(METADATA))
-            arrays = {name: _read_npy(archive, f"{name}.npy", ENTRY_KINDS[name])
-                      for name in ENTRY_KINDS if f"{name}.npy" in names}
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
-            RuntimeError) as error:
-        # RuntimeError: an encrypted entry; NotImplementedError: an unknown compression.
-        raise _Invalid(f"it is not a readable zip archive (truncated or corrupt?): {error}") \
-            from None
-    missing = [name for name in REQUIRED if name not in arrays]
-    if missing:
-        raise _Invalid(f"entries {', '.join(f'{m}.npy' for m in missing)} are missing.")
+    """The metadata and the arrays of the model file at ``path``, each entry checked against
+    what the metadata says it must hold before its data is read."""
+    with open(path, "rb") as file:
+        file_size = os.fstat(file.fileno()).st_size
+        try:
+            with zipfile.ZipFile(file) as archive:
+                return _read_entries(archive, file_size)
+        except _Invalid:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
+                OSError, ValueError, OverflowError, struct.error) as error:
+            # RuntimeError: an encrypted entry; NotImplementedError: an unknown compression;
+            # OSError, ValueError: offsets in the zip directory that point outside the file.
+            raise _Invalid(f"it is not a readable zip archive (truncated or corrupt?): "
+                           f"{error}") from None
+
+
+def _read_entries(archive: zipfile.ZipFile, file_size: int) -> tuple[dict, dict]:
+    counts = collections.Counter(archive.namelist())
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        # Readers differ in which copy they take: the file has no single meaning.
+        raise _Invalid(f"it holds more than one entry named {', '.join(repeated)}.")
+    if METADATA not in counts:
+        raise _Invalid(f"it has no {METADATA} entry (not written by fastmlp).")
+    infos = {name: archive.getinfo(f"{name}.npy") for name in ENTRIES
+             if f"{name}.npy" in counts}
+    _check_declared_sizes(archive.getinfo(METADATA), infos.values(), file_size)
+    with archive.open(METADATA) as entry:
+        # A bounded read: read() would ask the file for all the compressed size it declares.
+        metadata = _parse_metadata(entry.read(archive.getinfo(METADATA).file_size))
+    inputs_and_hidden = _declared_layers(metadata)
+    if "layout" not in infos:
+        raise _Invalid("entry layout.npy is missing.")
+    layout = _read_npy(archive, infos["layout"],
+                       _layout_expected(metadata, len(inputs_and_hidden)))
+    sizes = _check_layout(layout)
+    _check_layers_match(metadata, inputs_and_hidden, sizes)
+    expected = _expected_entries(metadata, sizes)
+    _check_present(expected, infos)
+    arrays = {name: _read_npy(archive, infos[name], expected[name])
+              for name in expected if name in infos and name != "layout"}
+    arrays["layout"] = layout
     return metadata, arrays
+
+
+def _check_declared_sizes(metadata: zipfile.ZipInfo, entries, file_size: int) -> None:
+    """Refuse, from the zip directory alone, a file that declares more data than its size
+    allows (a zip bomb) or a metadata entry beyond its cap."""
+    if metadata.file_size > METADATA_MAX_BYTES:
+        raise _Invalid(f"its {METADATA} declares {human_bytes(metadata.file_size)}, more than "
+                       f"the {human_bytes(METADATA_MAX_BYTES)} a model file allows.")
+    declared = metadata.file_size + sum(info.file_size for info in entries)
+    allowed = MAX_INFLATION * file_size + INFLATION_ALLOWANCE
+    if declared > allowed:
+        raise _Invalid(f"its entries declare {human_bytes(declared)} of data, more than a file "
+                       f"of {human_bytes(file_size)} can hold ({human_bytes(allowed)} at "
+                       "most; a zip bomb?).")
 
 
 def _parse_metadata(raw: bytes) -> dict:
     try:
-        metadata = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        metadata = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        # ValueError: also integers of more digits than Python parses; RecursionError: nesting.
         raise _Invalid(f"{METADATA} is not valid JSON: {error}") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise _Invalid(f"{METADATA} does not describe a {FORMAT!r} file.")
@@ -315,35 +441,62 @@ def _parse_metadata(raw: bytes) -> dict:
     return metadata
 
 
-def _read_npy(archive: zipfile.ZipFile, name: str, kinds: str) -> np.ndarray:
-    """One ``.npy`` entry, its header checked before any data is read: only numeric or text
-    dtypes of the expected kinds, so no object array (pickle) is ever unpacked."""
-    with archive.open(name) as entry:
+def _refuse_constant(name: str):
+    """NaN and Infinity are not JSON (save writes infinities as strings)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: _Expected) \
+        -> np.ndarray:
+    """One ``.npy`` entry. Its header and declared size are checked against ``expected``
+    before any data is read, and the data is read in pieces into the array it fills."""
+    name = info.filename
+    with archive.open(info) as entry:
         try:
             version = np.lib.format.read_magic(entry)
-            if version == (1, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(entry)
-            elif version == (2, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(entry)
-            else:
-                raise _Invalid(f"{name} uses .npy version {version}, which fastmlp does not "
-                               "write.")
-        except ValueError as error:
+            read_header = HEADER_READERS.get(version)
+            if read_header is not None:
+                shape, fortran_order, dtype = read_header(entry)
+        except (ValueError, SyntaxError, RecursionError, tokenize.TokenError) as error:
+            # numpy parses the header's dict as Python literals, with tokenize.
             raise _Invalid(f"{name} is not a .npy array: {error}") from None
-        if dtype.hasobject or dtype.fields is not None or dtype.kind not in kinds:
-            raise _Invalid(f"{name} has dtype {dtype}, expected one of kind {kinds!r}.")
-        size = math.prod(shape) * dtype.itemsize
-        data = entry.read(size + 1)
-    if len(data) != size:
-        raise _Invalid(f"{name} holds {len(data)} bytes of data, its header promises {size} "
-                       "(truncated or corrupt).")
-    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
-    # A writable, native-endian, C-ordered copy: training updates params in place.
-    return np.ascontiguousarray(array.astype(dtype.newbyteorder("=")))
+        if read_header is None:
+            raise _Invalid(f"{name} uses .npy version {version}, which fastmlp does not write.")
+        _check_entry(name[:-len(".npy")], dtype, shape, expected)
+        data_bytes = math.prod(shape) * dtype.itemsize
+        if info.file_size != entry.tell() + data_bytes:
+            raise _Invalid(f"{name} is {info.file_size} bytes long, but its header describes "
+                           f"{entry.tell() + data_bytes} (truncated or corrupt).")
+        array = np.empty(shape[::-1] if fortran_order else shape, dtype=dtype)
+        _read_into(entry, array.reshape(-1).view(np.uint8), name)
+    if fortran_order:
+        array = array.T
+    # A writable, native-endian, C-ordered array: training updates params in place.
+    return np.ascontiguousarray(array, dtype=dtype.newbyteorder("="))
 
 
-def _check_model(metadata: dict, arrays: dict) -> None:
-    """Every field consistent with the others, or ``_Invalid`` naming the first that is not."""
+def _read_into(entry, buffer: np.ndarray, name: str) -> None:
+    done = 0
+    while done < buffer.size:
+        piece = entry.read(min(buffer.size - done, READ_CHUNK_BYTES))
+        if not piece:
+            raise _Invalid(f"{name} ends after {done} of its {buffer.size} bytes of data "
+                           "(truncated or corrupt).")
+        buffer[done:done + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+        done += len(piece)
+
+
+def _check_digest(metadata: dict, arrays: dict) -> None:
+    """Refuse a model whose content differs from the checksum recorded when it was saved
+    (files saved before fastmlp recorded one have none)."""
+    if DIGEST in metadata and metadata[DIGEST] != _digest(metadata, arrays):
+        raise _Invalid(f"its contents do not match the SHA-256 checksum in {METADATA} "
+                       "(corrupted, or edited after it was saved).")
+
+
+def _declared_layers(metadata: dict) -> list[int]:
+    """``[n_features_in_, *hidden_layer_sizes]`` from the metadata, after checking the fitted
+    fields that decide the entries' shapes and dtypes."""
     fitted = metadata["fitted"]
     kind = fitted.get("kind")
     if kind not in KINDS:
@@ -361,60 +514,120 @@ def _check_model(metadata: dict, arrays: dict) -> None:
             raise _Invalid(f"metadata field {name!r} must be a non-negative integer, got "
                            f"{value!r}.")
     for name in ("best_loss_", "best_validation_score_"):
-        _decode_float(fitted.get(name), name)
-    sizes = _check_layout(arrays["layout"])
-    n_params = int(make_layout(sizes)[1])
-    _check_vector(arrays, "params", n_params, dtype)
-    for buffer in OPTIMIZER_BY_NAME[optimizer].buffers:
-        if buffer not in arrays:
-            raise _Invalid(f"entry {buffer}.npy (the {optimizer} optimizer's state) is missing.")
-        _check_vector(arrays, buffer, n_params, dtype)
-    if "init_params" in arrays:
-        _check_vector(arrays, "init_params", n_params, "float64")
-    _check_vector(arrays, "loss_curve", fitted["n_iter_"], "float64")
-    if "validation_scores" in arrays:
-        _check_vector(arrays, "validation_scores", len(arrays["validation_scores"]), "float64")
-    if sizes[0] != fitted["n_features_in_"]:
-        raise _Invalid(f"the network has {sizes[0]} inputs but n_features_in_ is "
-                       f"{fitted['n_features_in_']}.")
+        if name not in fitted:
+            raise _Invalid(f"metadata field {name!r} is missing.")
+        _decode_float(fitted[name], name)
     hidden = metadata["params"].get("hidden_layer_sizes")
-    if not isinstance(hidden, (int, list)) or hidden_sizes(hidden) != sizes[1:-1]:
-        raise _Invalid(f"hidden_layer_sizes {hidden!r} does not match the stored layers "
-                       f"{sizes[1:-1]}.")
-    _check_classes(arrays["classes"], kind, sizes[-1])
-    names = arrays.get("feature_names")
-    if names is not None and names.shape != (sizes[0],):
-        raise _Invalid(f"feature_names has shape {names.shape}, expected ({sizes[0]},).")
+    sizes = hidden_sizes(hidden) if isinstance(hidden, (int, list)) else None
+    if not (isinstance(sizes, list) and all(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 1
+            for size in sizes)):
+        raise _Invalid(f"hidden_layer_sizes {hidden!r} is not a positive int or a list of them.")
+    return [fitted["n_features_in_"], *sizes]
+
+
+def _layout_expected(metadata: dict, n_layers: int) -> _Expected:
+    return _Expected("int64", (n_layers, LAYOUT_COLUMNS),
+                     reason=f" (a row for each of hidden_layer_sizes "
+                            f"{metadata['params']['hidden_layer_sizes']!r} and the output layer)")
+
+
+def _expected_entries(metadata: dict, sizes: list[int]) -> dict[str, _Expected]:
+    """The dtype and shape of every entry of a model with layer widths ``sizes``."""
+    fitted = metadata["fitted"]
+    n_params = int(make_layout(sizes)[1])
+    optimizer_buffers = OPTIMIZER_BY_NAME[fitted.get("optimizer", "sgd")].buffers
+    explicit_init = isinstance(metadata["params"].get("init"), dict)
+    return {
+        "params": _Expected(fitted["dtype"], (n_params,)),
+        **{buffer: _Expected(fitted["dtype"], (n_params,), required=buffer in optimizer_buffers)
+           for buffer in OPTIMIZER_BUFFERS},
+        "layout": _layout_expected(metadata, len(sizes) - 1),
+        "classes": _Expected(None, (2 if fitted["kind"] == "binary" else sizes[-1],),
+                             kinds="biufUS", what="numbers or text"),
+        "loss_curve": _Expected("float64", (fitted["n_iter_"],)),
+        "validation_scores": _Expected("float64", (fitted["n_iter_"],), required=False,
+                                       at_most=True),
+        "feature_names": _Expected(None, (sizes[0],), kinds="U", what="text", required=False),
+        "init_params": _Expected("float64", (n_params,), required=explicit_init),
+    }
+
+
+def _check_entry(name: str, dtype: np.dtype, shape: tuple, expected: _Expected) -> None:
+    """Refuse an entry whose dtype or shape is not what the model needs."""
+    if expected.dtype is not None:
+        dtype_fits = not dtype.hasobject and dtype.newbyteorder("=") == np.dtype(expected.dtype)
+        wanted = expected.dtype
+    else:
+        dtype_fits = dtype.kind in expected.kinds and not dtype.hasobject and \
+            dtype.fields is None and dtype.subdtype is None
+        wanted = expected.what
+    if expected.at_most:
+        shape_fits = len(shape) == 1 and 0 <= shape[0] <= expected.shape[0]
+        wanted += f" of length up to {expected.shape[0]}"
+    else:
+        shape_fits = tuple(shape) == expected.shape
+        wanted += f" of shape {expected.shape}"
+    if not (dtype_fits and shape_fits):
+        raise _Invalid(f"{name} has dtype {dtype} and shape {tuple(shape)}; this model needs "
+                       f"{wanted}{expected.reason}.")
+
+
+def _check_present(expected: dict[str, _Expected], present) -> None:
+    missing = [f"{name}.npy" for name, entry in expected.items()
+               if entry.required and name not in present]
+    if missing:
+        raise _Invalid(f"entries {', '.join(missing)} are missing.")
+
+
+def _check_layers_match(metadata: dict, inputs_and_hidden: list[int], sizes: list[int]) -> None:
+    if sizes[0] != inputs_and_hidden[0]:
+        raise _Invalid(f"the network has {sizes[0]} inputs but n_features_in_ is "
+                       f"{inputs_and_hidden[0]}.")
+    if sizes[1:-1] != inputs_and_hidden[1:]:
+        raise _Invalid(f"hidden_layer_sizes {metadata['params']['hidden_layer_sizes']!r} does "
+                       f"not match the stored layers {sizes[1:-1]}.")
+
+
+def _check_model(metadata: dict, arrays: dict) -> None:
+    """Every field consistent with the others, or ``_Invalid`` naming the first that is not."""
+    inputs_and_hidden = _declared_layers(metadata)
+    if "layout" not in arrays:
+        raise _Invalid("entry layout.npy is missing.")
+    layout = arrays["layout"]
+    _check_entry("layout", layout.dtype, layout.shape,
+                 _layout_expected(metadata, len(inputs_and_hidden)))
+    sizes = _check_layout(layout)
+    _check_layers_match(metadata, inputs_and_hidden, sizes)
+    expected = _expected_entries(metadata, sizes)
+    _check_present(expected, arrays)
+    for name, array in arrays.items():
+        _check_entry(name, array.dtype, array.shape, expected[name])
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise _Invalid(f"{name} contains NaN or infinite values.")
+    _check_classes(arrays["classes"], metadata["fitted"]["kind"], sizes[-1])
+    _check_random_state(metadata["params"].get("random_state"))
 
 
 def _check_layout(layout: np.ndarray) -> list[int]:
     """The layer widths the offsets table describes, if it is the table make_layout builds."""
-    if layout.dtype != np.int64 or layout.ndim != 2 or layout.shape[0] < 1:
-        raise _Invalid(f"layout must be a 2-D int64 table with a row per layer; got "
-                       f"{layout.dtype} of shape {layout.shape}.")
-    expected_columns = make_layout([1, 1])[0].shape[1]
-    if layout.shape[1] != expected_columns or (layout[:, [FAN_IN, FAN_OUT]] < 1).any():
-        raise _Invalid(f"layout has shape {layout.shape} or a layer width below 1.")
+    if (layout[:, [FAN_IN, FAN_OUT]] < 1).any():
+        raise _Invalid("layout has a layer width below 1.")
     sizes = [int(layout[0, FAN_IN]), *(int(width) for width in layout[:, FAN_OUT])]
-    if not np.array_equal(layout, make_layout(sizes)[0]):
+    if not np.array_equal(layout, _layout_of(sizes)):
         raise _Invalid("the layout table's offsets are inconsistent with its layer widths.")
     return sizes
 
 
-def _check_vector(arrays: dict, name: str, length: int, dtype: str) -> None:
-    array = arrays[name]
-    if array.dtype.name != dtype or array.shape != (length,):
-        raise _Invalid(f"{name} is {array.dtype} of shape {array.shape}, expected {dtype} of "
-                       f"shape ({length},).")
-    if not np.isfinite(array).all():
-        raise _Invalid(f"{name} contains NaN or infinite values.")
+def _layout_of(sizes: list[int]) -> np.ndarray | None:
+    """make_layout's table for these widths, or None when its offsets overflow int64."""
+    try:
+        return make_layout(sizes)[0]
+    except OverflowError:
+        return None
 
 
 def _check_classes(classes: np.ndarray, kind: str, n_outputs: int) -> None:
-    if classes.ndim != 1:
-        raise _Invalid(f"classes has shape {classes.shape}, expected 1-D.")
-    if classes.dtype.kind == "f" and not np.isfinite(classes).all():
-        raise _Invalid("classes contains NaN or infinite labels.")
     # Prediction maps outputs to labels by position and encodes y with searchsorted: the
     # labels must be sorted and distinct, and their number must match the output layer.
     if not np.array_equal(np.unique(classes), classes):
@@ -446,8 +659,6 @@ def _build(metadata: dict, arrays: dict) -> BaseMLP:
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     params["random_state"] = _decode_random_state(params.get("random_state"), rng)
     if isinstance(params.get("init"), dict):
-        if "init_params" not in arrays:
-            raise _Invalid("init names explicit arrays but init_params.npy is missing.")
         params["init"] = unpack(arrays["init_params"], layout)
     est = estimator(**params)
     try:
@@ -484,9 +695,19 @@ def _restore_generator(state: dict) -> np.random.Generator:
     bit_generator = getattr(np.random, name)()
     try:
         bit_generator.state = _decode_arrays(state)
-    except (TypeError, ValueError, KeyError, OverflowError) as error:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as error:
         raise _Invalid(f"the RNG state is invalid: {error}") from None
     return np.random.Generator(bit_generator)
+
+
+def _check_random_state(value) -> None:
+    """Refuse a SeedSequence whose entropy pool would take more memory than a seed needs."""
+    state = value.get("state") if isinstance(value, dict) and value.get("kind") == \
+        "SeedSequence" else None
+    pool_size = state.get("pool_size") if isinstance(state, dict) else None
+    if isinstance(pool_size, int) and pool_size > MAX_SEED_POOL_SIZE:
+        raise _Invalid(f"random_state is a SeedSequence with pool_size {pool_size}; at most "
+                       f"{MAX_SEED_POOL_SIZE} is allowed.")
 
 
 def _decode_random_state(value, rng: np.random.Generator):
@@ -502,6 +723,6 @@ def _decode_random_state(value, rng: np.random.Generator):
             return random_state
         if kind == "SeedSequence":
             return np.random.SeedSequence(**value["state"])
-    except (TypeError, ValueError, KeyError) as error:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as error:
         raise _Invalid(f"random_state is invalid: {error}") from None
     raise _Invalid(f"random_state {value!r} is not an int, None or a known generator.")

@@ -30,6 +30,10 @@ LAYOUT_COLUMNS = 5
 # keeps each 64-byte load within one line.
 CACHE_LINE_BYTES = 64
 
+# The BLAS path of mini-batch training multiplies matrices of up to this many rows at a time:
+# enough for BLAS to run at speed, and a full batch of a large X needs no copy of it.
+BLAS_CHUNK_ROWS = 256
+
 # Prediction computes each layer in tiles of this many rows (kernels.predict);
 # the front hands it blocks of whole tiles.
 FORWARD_TILE_ROWS = 6

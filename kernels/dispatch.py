@@ -7,9 +7,9 @@ import threading
 
 import numpy as np
 
-from .codes import FAN_IN, FAN_OUT, UNIT_OFF
+from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, UNIT_OFF
 from .layers import NARROW
-from .minibatch import BLAS_CHUNK_ROWS, batch_gradient, minibatch_epoch
+from .minibatch import batch_gradient, minibatch_epoch
 from .optimizers import descend
 from .per_sample import per_sample_kernel
 from .predict import forward

@@ -5,7 +5,7 @@ optimizer step."""
 import numpy as np
 
 from ._jit import standalone, standalone_with_runtime
-from .codes import FAN_OUT, UNIT_OFF
+from .codes import BLAS_CHUNK_ROWS, FAN_OUT, UNIT_OFF
 from .layers import (activate, chunk_block, forward_sample, layer_views, scale_by_derivative,
                      sum_squared_weights, units)
 from .losses import loss_and_delta
@@ -69,10 +69,6 @@ def _batch_mean(params, layout, grad, n, alpha, loss):
             g[j] /= n
     return loss / n + alpha / 2 * sum_squared_weights(params, layout) / n
 
-
-# The BLAS path multiplies matrices of up to this many rows at a time: enough for BLAS to run
-# at speed, and a full batch of a large X needs no copy of it.
-BLAS_CHUNK_ROWS = 256
 
 
 @standalone_with_runtime

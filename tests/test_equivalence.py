@@ -21,8 +21,8 @@ from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_clo
 
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
-from fastmlp.kernels import dispatch, layers, losses, minibatch, reference, simd
-from fastmlp.kernels.codes import FAN_OUT, LOGITS, SOFTMAX
+from fastmlp.kernels import dispatch, layers, losses, reference, simd
+from fastmlp.kernels.codes import BLAS_CHUNK_ROWS, FAN_OUT, LOGITS, SOFTMAX
 from fastmlp.kernels.layout import make_layout
 
 N_SAMPLES = 37        # prime: a mini-batch of 5 leaves a last batch of 2
@@ -131,7 +131,7 @@ def test_blas_minibatch_trajectories_match(case, activation, dtype, output, opti
     Y = make_targets(output, n_samples, dtype, seed=2)
     network = make_network([*hidden, n_outputs], dtype, seed=3)
     assert dispatch.use_blas(network[1], batch_size)
-    assert 3 * minibatch.BLAS_CHUNK_ROWS >= n_samples > 2 * minibatch.BLAS_CHUNK_ROWS or \
+    assert 3 * BLAS_CHUNK_ROWS >= n_samples > 2 * BLAS_CHUNK_ROWS or \
         case != "three-chunks"
     assert_same_trajectory(network, X, Y, epoch_orders("permutation", n_samples, seed=4),
                            batch_size, OPTIMIZERS[optimizer], activation, code)

@@ -1,10 +1,14 @@
 """Model files: FastMLP.save / fastmlp.load round trips, validation of bad files, atomic
 writes, and pickling."""
 
+import contextlib
 import io
 import json
 import os
 import pickle
+import struct
+import time
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -14,7 +18,7 @@ import pytest
 import fastmlp
 from fastmlp import FastMLP, persistence
 from fastmlp._state import OptimizerState
-from fastmlp.kernels.layout import is_aligned
+from fastmlp.kernels.layout import is_aligned, make_layout
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
 
@@ -192,11 +196,18 @@ def saved(tmp_path) -> Path:
     return path
 
 
-def rewrite(path: Path, **entries) -> None:
+def rewrite(path: Path, keep_checksum=False, **entries) -> None:
     """Replace entries of the model zip: bytes or str as they are, arrays as .npy (None
-    removes the entry)."""
+    removes the entry). The metadata's checksum is dropped unless ``keep_checksum``: the file
+    is then one saved before fastmlp recorded checksums, or edited by someone who removed it,
+    and every other check must still hold."""
     with zipfile.ZipFile(path) as archive:
         contents = {name: archive.read(name) for name in archive.namelist()}
+    if not keep_checksum:
+        with contextlib.suppress(json.JSONDecodeError):
+            metadata = json.loads(entries.get("metadata", contents["metadata.json"]))
+            metadata.pop(persistence.DIGEST, None)
+            entries["metadata"] = json.dumps(metadata)
     for name, value in entries.items():
         key = "metadata.json" if name == "metadata" else f"{name}.npy"
         if value is None:
@@ -278,8 +289,11 @@ def test_pickled_object_arrays_are_refused_without_unpickling(saved, tmp_path):
     (lambda m: m["fitted"].update(n_iter_=5), "loss_curve"),
     (lambda m: m["fitted"].update(n_features_in_=9), "n_features_in_"),
     (lambda m: m["fitted"].update(best_loss_="big"), "best_loss_"),
-    (lambda m: m["params"].update(hidden_layer_sizes=[5]), "does not match"),
+    (lambda m: m["params"].update(hidden_layer_sizes=[5]), "hidden_layer_sizes [5]"),
+    (lambda m: m["params"].update(hidden_layer_sizes=[5, 5]), "does not match"),
     (lambda m: m["params"].update(activation="bogus"), "activation"),
+    (lambda m: m["params"].update(init={"arrays": "init_params.npy"}),
+     "init_params.npy are missing"),
     (lambda m: m["params"].update(surprise=1), "unknown parameter"),
     (lambda m: m["params"].update(random_state={"kind": "os.system"}), "random_state"),
     (lambda m: m["rng_state"].update(bit_generator="Evil"), "bit generator"),
@@ -299,16 +313,19 @@ def test_metadata_that_is_not_json(saved):
 
 @pytest.mark.parametrize("entries, message", [
     ({"params": None}, "params.npy are missing"),
-    ({"params": np.zeros(3)}, "params is float64 of shape (3,)"),
-    ({"velocity": np.zeros(10, dtype=np.float16)}, "velocity is float16"),
+    ({"params": np.zeros(3)}, "params has dtype float64 and shape (3,); this model needs "
+                              "float64 of shape (64,)"),
+    ({"velocity": np.zeros(64, dtype=np.float16)}, "velocity has dtype float16"),
+    ({"params": np.zeros(64, dtype=">f4")}, "needs float64"),
     ({"loss_curve": np.array([0.5, np.nan])}, "NaN or infinite"),
     ({"layout": np.zeros((3, 5), dtype=np.int64)}, "layer width"),
     ({"layout": np.array([[0, 20, 4, 5, 0], [0, 45, 5, 4, 5], [49, 61, 4, 3, 9]])},
      "offsets are inconsistent"),
-    ({"classes": np.array(["a", "b"])}, "2 classes do not fit a multiclass network"),
+    ({"classes": np.array(["a", "b"])}, "numbers or text of shape (3,)"),
     ({"classes": np.array(["c", "b", "a"])}, "sorted and distinct"),
-    ({"classes": np.array([[1, 2, 3]])}, "expected 1-D"),
-    ({"feature_names": np.array(["x"])}, "feature_names has shape"),
+    ({"classes": np.array([[1, 2, 3]])}, "shape (1, 3)"),
+    ({"feature_names": np.array(["x"])}, "feature_names has dtype <U1 and shape (1,)"),
+    ({"feature_names": np.array([1, 2, 3, 4])}, "needs text of shape (4,)"),
     ({"params": b"garbage!!"}, "not a .npy array"),
 ])
 def test_inconsistent_arrays(saved, entries, message):
@@ -326,7 +343,7 @@ def test_params_with_nan_are_refused(saved):
 
 def test_npy_header_promising_more_data_than_present(saved):
     buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.zeros(61))
+    np.lib.format.write_array(buffer, np.zeros(64))
     rewrite(saved, params=buffer.getvalue()[:-40])
     assert "truncated or corrupt" in load_error(saved)
 
@@ -439,3 +456,199 @@ def test_trained_loaded_and_unpickled_parameters_start_on_a_cache_line(tmp_path)
     model.partial_fit(X, y)
     assert is_aligned(clone._params)
     assert_same_state(model, clone)
+
+
+# ------------------------------------------------------------------------------ hostile files
+
+def zip_bytes(entries: dict, compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def entries_of(path: Path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def traced_load(path):
+    """(the model or the ValueError, peak traced bytes, seconds) of one load."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        outcome = fastmlp.load(path)
+    except ValueError as error:
+        outcome = error
+    finally:
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return outcome, peak, seconds
+
+
+def zeros_npy_entry(archive: zipfile.ZipFile, name: str, dtype: str, n: int) -> None:
+    """An entry of n zeros written in pieces, as a bomb's author would (deflate: ~1000:1)."""
+    with archive.open(name, "w", force_zip64=True) as entry:
+        np.lib.format.write_array_header_1_0(entry, {"descr": dtype, "fortran_order": False,
+                                                     "shape": (n,)})
+        piece = bytes(2**22)
+        left = n * np.dtype(dtype).itemsize
+        while left:
+            entry.write(piece[:left])
+            left -= min(left, len(piece))
+
+
+def test_a_params_entry_inflating_far_beyond_the_model_is_refused_unread(saved):
+    """The attack that motivated the checks: a valid model whose params.npy declares 2**24
+    float64 zeros (128 MiB, deflated to ~130 KB) used to be read and copied in full before its
+    shape was found wrong. Now the zip directory alone refuses it."""
+    entries = entries_of(saved)
+    with zipfile.ZipFile(saved, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            if name == "params.npy":
+                zeros_npy_entry(archive, name, "<f8", 2**24)
+            else:
+                archive.writestr(name, content)
+    assert saved.stat().st_size < 2**20
+    error, peak, seconds = traced_load(saved)
+    assert isinstance(error, ValueError) and "more than a file of" in str(error)
+    assert peak < 2**20 and seconds < 1
+
+
+def test_a_bomb_declared_consistently_everywhere_is_refused_unread(saved):
+    """Metadata, layout table and headers all agree on a network of 4.2 million parameters,
+    whose params and velocity are deflated zeros: nothing in the file contradicts itself, but
+    a file of its size cannot hold that model."""
+    metadata = metadata_of(saved)
+    metadata["params"]["hidden_layer_sizes"] = [2**19]
+    layout, n_params, _ = make_layout([4, 2**19, 3])
+    entries = entries_of(saved)
+    entries["metadata.json"] = json.dumps(metadata)
+    layout_npy = io.BytesIO()
+    np.lib.format.write_array(layout_npy, layout)
+    entries["layout.npy"] = layout_npy.getvalue()
+    with zipfile.ZipFile(saved, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            if name in ("params.npy", "velocity.npy"):
+                zeros_npy_entry(archive, name, "<f8", n_params)
+            else:
+                archive.writestr(name, content)
+    error, peak, seconds = traced_load(saved)
+    assert isinstance(error, ValueError) and "zip bomb" in str(error)
+    assert peak < 2**20 and seconds < 1
+
+
+def test_sizes_the_zip_directory_misstates_are_refused_unread(saved):
+    """A directory claiming a huge entry is refused from the directory; one understating an
+    entry is refused (by the zip's CRC: zipfile reads ahead) without reading past it."""
+    content = saved.read_bytes()
+    record = content.index(b"PK\x01\x02", content.index(b"PK\x01\x02"))
+    while content[record + 46:record + 56] != b"params.npy":
+        record = content.index(b"PK\x01\x02", record + 4)
+    for size, message in [(2**31, "more than a file of"), (200, "params.npy")]:
+        edited = bytearray(content)
+        struct.pack_into("<I", edited, record + 24, size)  # the uncompressed size
+        saved.write_bytes(bytes(edited))
+        error, peak, _ = traced_load(saved)
+        assert isinstance(error, ValueError) and message in str(error)
+        assert peak < 2**20
+
+
+def test_an_oversized_metadata_entry_is_refused_unread(saved):
+    entries = entries_of(saved)
+    entries["metadata.json"] = entries["metadata.json"] + b" " * persistence.METADATA_MAX_BYTES
+    saved.write_bytes(zip_bytes(entries))
+    error, peak, _ = traced_load(saved)
+    assert "metadata.json declares" in str(error) and peak < 2**20
+
+
+def test_repeated_entries_are_refused(saved):
+    entries = list(zipfile.ZipFile(saved).infolist())
+    with zipfile.ZipFile(saved, "a") as archive, pytest.warns(UserWarning, match="Duplicate"):
+        archive.writestr(entries[1].filename, zipfile.ZipFile(saved).read(entries[1]))
+    assert "more than one entry named" in load_error(saved)
+
+
+def test_a_huge_seed_pool_is_refused(saved, tmp_path):
+    metadata = metadata_of(saved)
+    metadata["params"]["random_state"] = {"kind": "SeedSequence",
+                                          "state": {"entropy": 1, "pool_size": 10**9}}
+    rewrite(saved, metadata=json.dumps(metadata))
+    error, peak, _ = traced_load(saved)
+    assert "pool_size" in str(error) and peak < 2**20
+    model = FastMLP(3, max_iter=1, random_state=np.random.SeedSequence(1, pool_size=2048))
+    with pytest.raises(ValueError, match="pool_size"):
+        model.fit(*data()).save(tmp_path / "m.npz")
+
+
+def test_loading_costs_a_small_multiple_of_the_model(tmp_path):
+    """Peak traced memory of a load (numpy's allocations included) against the bytes of the
+    model's parameter buffer: reading, the aligned copy and the velocity."""
+    X, y = data(n=200, n_features=300, labels=tuple("abcdefghij"))
+    model = FastMLP((256, 128), max_iter=1, random_state=0, backend="numpy").fit(
+        Frame(X, [f"feature {i}" for i in range(300)]), y)
+    model.save(tmp_path / "m.npz")
+    loaded, peak, _ = traced_load(tmp_path / "m.npz")
+    assert np.array_equal(loaded._params, model._params)
+    assert peak < 4 * model._params.nbytes
+    assert tmp_path.joinpath("m.npz").stat().st_size < 1.1 * model._params.nbytes + 2**16
+
+
+# ------------------------------------------------------------------------------ checksum
+
+def test_the_parameters_are_stored_raw_and_the_rest_compressed(saved):
+    with zipfile.ZipFile(saved) as archive:
+        kinds = {info.filename: info.compress_type for info in archive.infolist()}
+    assert kinds["params.npy"] == zipfile.ZIP_STORED
+    assert kinds["velocity.npy"] == zipfile.ZIP_DEFLATED
+
+
+def test_a_weight_changed_with_a_valid_zip_is_refused_by_the_checksum(saved):
+    with np.load(saved) as archive:
+        params = archive["params"].copy()
+    params[5] = np.nextafter(params[5], np.inf)
+    rewrite(saved, keep_checksum=True, params=params)
+    assert "SHA-256 checksum" in load_error(saved)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m["params"].update(activation="tanh"),
+    lambda m: m["fitted"].update(best_loss_=0.125),
+    lambda m: m.update(sha256="0" * 64),
+])
+def test_an_edited_value_is_refused_by_the_checksum(saved, change):
+    metadata = metadata_of(saved)
+    change(metadata)
+    rewrite(saved, keep_checksum=True, metadata=json.dumps(metadata))
+    assert "SHA-256 checksum" in load_error(saved)
+
+
+def test_the_checksum_covers_values_not_their_representation(saved):
+    """The same arrays stored big-endian, Fortran-ordered and in another zip layout load as
+    the same model: the checksum is of the model, not of the bytes."""
+    original = fastmlp.load(saved)
+    with np.load(saved) as archive:
+        params, layout = archive["params"], archive["layout"]
+    rewrite(saved, keep_checksum=True, params=params.astype(">f8"),
+            layout=np.asfortranarray(layout))
+    assert_same_state(original, fastmlp.load(saved))
+
+
+def test_a_file_in_the_earlier_layout_still_loads(saved):
+    """Files saved before fastmlp recorded checksums and stored params.npy uncompressed."""
+    original = fastmlp.load(saved)
+    entries = entries_of(saved)
+    metadata = json.loads(entries["metadata.json"])
+    del metadata[persistence.DIGEST]
+    entries["metadata.json"] = json.dumps(metadata, indent=1)
+    saved.write_bytes(zip_bytes(entries, compression=zipfile.ZIP_DEFLATED))
+    assert_same_state(original, fastmlp.load(saved))
+
+
+def test_save_refuses_metadata_beyond_the_cap(tmp_path, monkeypatch):
+    model = FastMLP(3, max_iter=1).fit(*data())
+    monkeypatch.setattr(persistence, "METADATA_MAX_BYTES", 1000)
+    with pytest.raises(ValueError, match="Cannot save this model: its metadata.json would hold"):
+        model.save(tmp_path / "m.npz")
