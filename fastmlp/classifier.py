@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _targets
 from ._base import ClassifierBase
+from ._diagnostics import warn_training_problems
 from ._validation import (check_labels, check_params, check_X, check_y, feature_names,
                           hidden_sizes)
 from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
@@ -315,7 +316,7 @@ class FastMLP(ClassifierBase):
             if len(labels) < 2:
                 raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes "
                                  "in the data, but the data contains only one class: "
-                                 f"{labels[0]!r}.")
+                                 f"{labels[:1].tolist()[0]!r}.")
         else:
             labels = np.asarray(classes)
             check_labels(labels, "classes")
@@ -383,7 +384,7 @@ class FastMLP(ClassifierBase):
         checkpoint = _Checkpoint(self)
         cannot_overflow = _overflow_bound(self._layout, self.activation, x_abs_max, X.dtype)
         bar = self._progress_bar(n_epochs) if self.verbose and not incremental else None
-        stopped = False
+        stopped, problem = False, None
         try:
             # Overflow is reported once, as the DivergenceWarning, by both backends alike
             # (NumPy would also warn at each operation that overflows).
@@ -418,6 +419,8 @@ class FastMLP(ClassifierBase):
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=4)
+        if not incremental and problem is None:     # partial_fit stays a kernel call
+            warn_training_problems(self, X, Y, stacklevel=4)
 
     def _stopping_setup(self, X, y, early: bool):
         """The rows to train on, and with early stopping the held-out validation data."""

@@ -49,3 +49,10 @@ class DataConversionWarning(UserWarning):
 
 class DivergenceWarning(RuntimeWarning):
     """Training produced a non-finite loss or weight; the model keeps the last finite weights."""
+
+
+class TrainingWarning(UserWarning):
+    """``fit`` ended with a model that cannot have learned (a dead or saturated layer,
+    constant outputs, a loss no better than the class frequencies); the message names the
+    cause and the fix. Separate from ConvergenceWarning, which means "more epochs may help"
+    and which many users filter out."""
