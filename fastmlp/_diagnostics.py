@@ -15,21 +15,30 @@ A saturated layer (every unit's slope below ``SATURATED_SLOPE`` on every row) pa
 gradient, so it and the layers before it have stopped learning; it is named as the cause of
 the last two, not reported alone: the layers after it can still learn from its units' signs.
 
-The forward pass runs in NumPy on chunks of ``CHUNK_ROWS`` rows, so the check costs about
-one prediction over the training data and never copies a large X.
+The forward pass runs layer by layer through the model's own compiled kernel, on chunks of
+``CHUNK_ROWS`` rows, so the check costs about one prediction over the training data and
+never copies a large X.
 """
 
+import copy
+import math
 import warnings
 
 import numpy as np
 
 from . import _targets
 from .exceptions import TrainingWarning
+from .kernels import codes
 
-CHUNK_ROWS = 4096
-# A slope this small scales the gradient that reaches a unit to nothing: logistic units
-# beyond |z| = 18.4, tanh units beyond |z| = 10.1.
+# Large enough for prediction's threads (above classifier._PARALLEL_ROWS), small enough that a
+# chunk's activations stay a few tens of MB.
+CHUNK_ROWS = 32_768
+# A slope this small scales the gradient that reaches a unit to nothing; the |pre-activation|
+# beyond which a unit's slope is smaller: logistic e^-|z| / (1 + e^-|z|)^2 ~ e^-|z|, tanh
+# 4 / (e^z + e^-z)^2 ~ 4 e^-2|z|.
 SATURATED_SLOPE = 1e-8
+SATURATED_Z = {"logistic": -math.log(SATURATED_SLOPE), "sigmoid": -math.log(SATURATED_SLOPE),
+               "tanh": 0.5 * math.log(4 / SATURATED_SLOPE)}
 # "No better than the class frequencies": within 1% of their loss.
 NO_BETTER = 0.01
 # Features whose root mean square exceeds this are not on a standardised scale.
@@ -51,31 +60,34 @@ def training_problem(est, X: np.ndarray, Y: np.ndarray) -> str | None:
     layer still passes its units' signs on, and the layers after it can learn from them."""
     stats = _Statistics.of(est, X, Y)
     name = type(est).__name__
-    scale = f"{STANDARDISE}; " if stats.unscaled() else ""
     lr = f"learning_rate_init (now {est.learning_rate_init})"
     dead = _first(stats.alive)
-    if dead:
-        cause = "large unscaled features" if stats.unscaled() else "too large a learning rate"
-        return (f"{name}: every ReLU unit of hidden layer {dead} is inactive (<= 0) on every "
-                "training sample, so the network predicts the same output for every input "
-                f"and cannot learn; the usual cause is {cause} in the first epochs. Fix: "
-                f"{scale}use a smaller {lr}.")
     saturated = _first(stats.lively)
     because = "" if not saturated else (
         f": every {est.activation} unit of hidden layer {saturated} is saturated on every "
         "training sample, so no gradient reaches it or the layers before it")
-    if stats.constant_outputs():
-        return (f"{name}: the network's outputs are the same for every training sample, so "
-                f"it predicts one class whatever the input{because}. Fix: {scale}try another "
-                f"{lr}.")
     stopped = est._no_improvement_count > est.n_iter_no_change
-    if stopped and stats.learned_nothing() and (not est.early_stopping or _flat(est)):
-        because = because or ": the network did not learn from the features"
-        return (f"{name} stopped after {est.n_iter_} epochs with a training loss of "
-                f"{stats.loss():.4g}, no better than predicting the class frequencies "
-                f"({stats.prior_loss():.4g}){because}. Fix: {scale}"
-                f"{_learning_rate_advice(est, lr)}")
-    return None
+    if dead:
+        cause = "large unscaled features" if stats.unscaled() else "too large a learning rate"
+        problem = (f"{name}: every ReLU unit of hidden layer {dead} is inactive (<= 0) on "
+                   "every training sample, so the network predicts the same output for every "
+                   f"input and cannot learn; the usual cause is {cause} in the first epochs")
+        fix = f"use a smaller {lr}."
+    elif stats.constant_outputs():
+        problem = (f"{name}: the network's outputs are the same for every training sample, "
+                   f"so it predicts one class whatever the input{because}")
+        fix = f"try another {lr}."
+    elif stopped and stats.learned_nothing() and (not est.early_stopping or _flat(est)):
+        problem = (f"{name} stopped after {est.n_iter_} epochs with a training loss of "
+                   f"{stats.loss():.4g}, no better than predicting the class frequencies "
+                   f"({stats.prior_loss():.4g})"
+                   f"{because or ': the network did not learn from the features'}")
+        fix = _learning_rate_advice(est, lr)
+    else:
+        return None
+    # Reads X again, so only for a model found useless.
+    scale = f"{STANDARDISE}; " if stats.unscaled() else ""
+    return f"{problem}. Fix: {scale}{fix}"
 
 
 def _first(flags: list) -> int | None:
@@ -100,52 +112,64 @@ def _learning_rate_advice(est, lr: str) -> str:
 class _Statistics:
     """What the checks need from one forward pass over the training rows."""
 
-    def __init__(self, n_hidden: int):
-        self.alive = [None] * n_hidden       # per ReLU layer: units > 0 on some row
-        self.lively = [None] * n_hidden      # per logistic/tanh layer: units not saturated
-        self.sum_squares = None
-        self.out_min = self.out_max = None
+    def __init__(self, est, X: np.ndarray):
+        n_hidden = len(est._layout) - 1
+        self.activation = est.activation
+        self.multiclass = est._kind == _targets.MULTICLASS
+        self.X = X
+        self.peak = [None] * n_hidden       # per unit: largest pre-activation on any row
+        self.least = [None] * n_hidden      # per unit: smallest |pre-activation| on any row
+        self.out_min = self.out_max = self.target_sum = None
         self.log_loss_sum = 0.0
-        self.target_sum = None
         self.n = 0
-        self.multiclass = False
 
     @classmethod
     def of(cls, est, X: np.ndarray, Y: np.ndarray) -> "_Statistics":
-        coefs, intercepts = est.coefs_, est.intercepts_
-        stats = cls(len(coefs) - 1)
-        stats.multiclass = est._kind == _targets.MULTICLASS
+        layers = [_one_layer(est, layer) for layer in range(len(est._layout))]
+        stats = cls(est, X)
         for start in range(0, X.shape[0], CHUNK_ROWS):
-            stats._add(est.activation, coefs, intercepts, X[start:start + CHUNK_ROWS],
-                       Y[start:start + CHUNK_ROWS])
+            stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
         return stats
 
-    def _add(self, activation: str, coefs, intercepts, X, Y) -> None:
+    def _add(self, layers, X, Y) -> None:
         A = X
-        for layer, (W, b) in enumerate(zip(coefs[:-1], intercepts[:-1])):
-            Z = A @ W + b
-            if activation == "relu":
-                A = np.maximum(Z, 0)
-                self.alive[layer] = _union(self.alive[layer], (A > 0).any(axis=0))
-            elif activation in ("logistic", "sigmoid", "tanh"):
+        for layer, pre_activations in enumerate(layers[:-1]):
+            Z = pre_activations(A)
+            # Reductions over rows, not elementwise tests: they cost a fraction as much.
+            if self.activation == "relu":
+                self.peak[layer] = _fold(np.maximum, self.peak[layer], Z.max(axis=0))
+                A = np.maximum(Z, 0, out=Z)
+            elif self.activation in SATURATED_Z:
+                self.least[layer] = _fold(np.minimum, self.least[layer],
+                                          np.abs(Z).min(axis=0))
                 with np.errstate(over="ignore"):
-                    A = 1 / (1 + np.exp(-Z)) if activation != "tanh" else np.tanh(Z)
-                slope = A * (1 - A) if activation != "tanh" else 1 - A * A
-                self.lively[layer] = _union(self.lively[layer],
-                                            (slope >= SATURATED_SLOPE).any(axis=0))
+                    A = np.tanh(Z) if self.activation == "tanh" else 1 / (1 + np.exp(-Z))
             else:
                 A = Z
-        logits = (A @ coefs[-1] + intercepts[-1]).astype(np.float64)
+        logits = layers[-1](A).astype(np.float64)
         self.out_min = _fold(np.minimum, self.out_min, logits.min(axis=0))
         self.out_max = _fold(np.maximum, self.out_max, logits.max(axis=0))
         self.log_loss_sum += float(_log_loss(logits, Y.astype(np.float64), self.multiclass))
         self.target_sum = _fold(np.add, self.target_sum, Y.sum(axis=0, dtype=np.float64))
-        self.sum_squares = _fold(np.add, self.sum_squares,
-                                 np.square(X, dtype=np.float64).sum(axis=0))
         self.n += X.shape[0]
 
+    @property
+    def alive(self) -> list:
+        """Per ReLU layer, which units are > 0 on some row (None for other activations)."""
+        return [None if peak is None else peak > 0 for peak in self.peak]
+
+    @property
+    def lively(self) -> list:
+        """Per logistic/tanh layer, which units are not saturated on some row."""
+        return [None if least is None else least <= SATURATED_Z[self.activation]
+                for least in self.least]
+
     def unscaled(self) -> bool:
-        return bool(np.sqrt(self.sum_squares.max() / self.n) > UNSCALED_RMS)
+        """Whether some feature's root mean square is off the standardised scale: asked only
+        about a model found useless, so it reads X again rather than slow every check."""
+        sum_squares = sum(np.square(self.X[start:start + CHUNK_ROWS], dtype=np.float64)
+                          .sum(axis=0) for start in range(0, self.X.shape[0], CHUNK_ROWS))
+        return bool(np.sqrt(sum_squares.max() / self.n) > UNSCALED_RMS)
 
     def constant_outputs(self) -> bool:
         # A spread within rounding of the outputs' size: the input changes nothing.
@@ -165,6 +189,16 @@ class _Statistics:
 
     def learned_nothing(self) -> bool:
         return self.loss() >= (1 - NO_BETTER) * self.prior_loss()
+
+
+def _one_layer(est, layer: int):
+    """The function from a layer's inputs to its pre-activations: ``est``'s compiled forward
+    pass on a network of that layer alone (its row of the layout, its units from 0)."""
+    single = copy.copy(est)
+    row = est._layout[layer:layer + 1].copy()
+    row[:, codes.UNIT_OFF] = 0
+    single._layout, single._n_units = row, int(row[0, codes.FAN_OUT])
+    return lambda A: single._forward(np.ascontiguousarray(A), codes.LOGITS)
 
 
 def _log_loss(logits: np.ndarray, Y: np.ndarray, multiclass: bool) -> float:
