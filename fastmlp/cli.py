@@ -224,7 +224,10 @@ def _add_train(commands) -> None:
                      "the raw feature columns (the standardisation is folded into its first "
                      "layer)")
     out.add_argument("--plot", metavar="FILE.png", help="draw the loss curve and the test "
-                     "accuracy per epoch (needs matplotlib: pip install 'fastmlp[plot]')")
+                     "accuracy per epoch (with --early-stopping the validation accuracy and "
+                     "the epoch whose weights were kept; with --compare-sklearn "
+                     "scikit-learn's curves beside; needs matplotlib: pip install "
+                     "'fastmlp[plot]')")
     out.add_argument("--quiet", action="store_true",
                      help="no progress bar, notes or summary: only warnings and errors")
     train.set_defaults(run=train_command)
@@ -266,7 +269,8 @@ def _add_predict(commands) -> None:
     predict.add_argument("--proba", action="store_true",
                          help="the probability of each class instead, with a header row")
     predict.add_argument("--output", metavar="FILE", help="write here instead of stdout")
-    predict.add_argument("--quiet", action="store_true", help="no notes on stderr")
+    predict.add_argument("--quiet", action="store_true",
+                         help="no notes and no accuracy report on stderr")
     predict.set_defaults(run=predict_command)
 
 
@@ -587,12 +591,10 @@ def _fit_fastmlp(model: FastMLP, data: _Data, track_test: bool, bar: bool) -> _R
     X_test = _Frame(data.X_test, data.names)
     classes = np.unique(data.y)
     with tqdm(total=model.max_iter, desc="FastMLP", unit="epoch", disable=not bar) as progress:
-        for epoch in range(model.max_iter):
+        for _ in range(model.max_iter):
             start = time.perf_counter()
             model.partial_fit(X, data.y, classes=classes)
-            run.seconds += time.perf_counter() - start
-            if model.n_iter_ == epoch:
-                break  # diverged: the estimator has warned and kept the last finite weights
+            run.seconds += time.perf_counter() - start  # (a divergence raised: see main)
             run.test_accuracy.append(model.score(X_test, data.y_test))
             progress.set_postfix(loss=f"{model.loss_curve_[-1]:.5f}",
                                  test_acc=f"{run.test_accuracy[-1]:.4f}", refresh=False)
@@ -772,22 +774,20 @@ def predict_command(args) -> int:
     fmt = datasets.sniff_format(source, args.delimiter, HEADER[args.header])
     header = datasets.read_header(source, fmt)
     _note(args, datasets.describe_format(source, fmt, len(header)), file=sys.stderr)
-    if args.target:
-        datasets.column_index(header, args.target, source)
-    features = _feature_columns(model, header, args.target, source, fmt)
+    target, labels = _labels(model, header, args.target, source, fmt)
+    features = _feature_columns(model, header, target, source)
     X = datasets.read_columns(source, features, fmt=fmt)[0]
     if getattr(model, "feature_names_in_", None) is not None:
         X = _Frame(X, features)
-    target = args.target or _label_column(model, header, features, source, fmt)
     ignored = [name for name in header if name not in features and name != target]
     if ignored:
         _note(args, f"ignoring column(s) the model does not use: {', '.join(ignored)}",
               file=sys.stderr)
+    predictions = model.predict(X)
     if args.proba:
         table = [list(map(str, model.classes_)),
                  *([f"{p:.6g}" for p in row] for row in model.predict_proba(X))]
     else:
-        predictions = model.predict(X)
         table = [[str(value) for value in np.atleast_1d(row)] for row in predictions]
     if args.output:
         with open(args.output, "w", newline="") as file:
@@ -795,17 +795,37 @@ def predict_command(args) -> int:
     else:
         csv.writer(sys.stdout, lineterminator="\n").writerows(table)
     if target and not args.quiet:
-        predicted = [str(value) for value in model.predict(X)] if args.proba else \
-            [row[0] for row in table]
-        _report_accuracy(predicted, datasets.read_cells(source, target, fmt), target)
+        _report_accuracy(predictions.astype(str), labels, target)
     return 0
 
 
-def _feature_columns(model: FastMLP, header: list[str], target: str | None, path,
-                     fmt) -> list[str]:
+def _labels(model: FastMLP, header: list[str], target: str | None, path, fmt):
+    """The column of true labels and its cells: ``target`` when given, else the one column
+    beyond the model's features when every value in it is a label the model knows (as
+    ``predict`` prints it); (None, None) when there is none."""
+    if target is not None:
+        datasets.column_index(header, target, path)
+        if model._kind == _targets.MULTILABEL:
+            raise ValueError("--target: a multi-label model's predictions are not scored "
+                             "against one label column.")
+        return target, datasets.read_cells(path, target, fmt)
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        extra = header[-1:] if len(header) == model.n_features_in_ + 1 else []
+    else:
+        extra = [name for name in header if name not in set(names)]
+    if len(extra) != 1 or model._kind == _targets.MULTILABEL:
+        return None, None
+    cells = datasets.read_cells(path, extra[0], fmt)
+    known = {str(label) for label in model.classes_}
+    if len(cells) and set(np.unique(cells)) <= known:
+        return extra[0], cells
+    return None, None
+
+
+def _feature_columns(model: FastMLP, header: list[str], target: str | None, path) -> list[str]:
     """The CSV's columns that hold the model's features, in the model's order: by name, or
-    for a model without names every column but the target (and but a last column of labels,
-    when there is one column too many)."""
+    for a model without names every column but the target."""
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
         names = list(names)
@@ -817,38 +837,16 @@ def _feature_columns(model: FastMLP, header: list[str], target: str | None, path
             raise ValueError(f"--target {target}: that column is one of the model's features.")
         return names
     columns = [name for name in header if name != target]
-    if target is None and len(columns) == model.n_features_in_ + 1 and \
-            _holds_labels(model, path, columns[-1], fmt):
-        columns = columns[:-1]
     if len(columns) != model.n_features_in_:
-        besides = f" besides --target {target}" if target else ""
+        besides = f" besides the labels in {target!r}" if target else ""
         raise ValueError(f"{path} has {len(columns)} columns{besides}, but the model takes "
                          f"{model.n_features_in_} features (it has no feature names to "
                          "pick columns by).")
     return columns
 
 
-def _label_column(model: FastMLP, header: list[str], features: list[str], path,
-                  fmt) -> str | None:
-    """The one column the model does not use, when it holds the true labels."""
-    unused = [name for name in header if name not in features]
-    return unused[0] if len(unused) == 1 and _holds_labels(model, path, unused[0], fmt) \
-        else None
-
-
-def _holds_labels(model: FastMLP, path, column: str, fmt) -> bool:
-    """Whether every value in ``column`` is a label the model knows, written as ``predict``
-    prints it."""
-    if model._kind == _targets.MULTILABEL:
-        return False
-    known = {str(label) for label in model.classes_}
-    cells = datasets.read_cells(path, column, fmt)
-    return bool(cells) and set(cells) <= known
-
-
-def _report_accuracy(predicted: list[str], labels: list[str], target: str) -> None:
+def _report_accuracy(predicted: np.ndarray, labels: np.ndarray, target: str) -> None:
     """Accuracy and per-class counts on stderr: stdout holds only the predictions."""
-    predicted, labels = np.array(predicted), np.array(labels)
     correct = predicted == labels
     print(f"fastmlp: accuracy {correct.mean():.4f} ({correct.sum()} of {len(labels)} rows) "
           f"against column {target!r}", file=sys.stderr)

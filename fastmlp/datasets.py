@@ -212,11 +212,15 @@ def read_columns(path, names: list[str], target: str | None = None,
         return _read_columns_carefully(path, names, target, fmt)
 
 
-def read_cells(path, name: str, fmt: CsvFormat = CsvFormat()) -> list[str]:
-    """The column ``name`` as its stripped cells, one per data row, whatever they hold."""
-    header, rows, _ = _read_table(path, fmt)
-    column = header.index(name)
-    return [row[column] for row in rows]
+def read_cells(path, name: str, fmt: CsvFormat = CsvFormat()) -> np.ndarray:
+    """The column ``name`` as its stripped cells (strings), one per data row, whatever they
+    hold."""
+    header, skip = _header(path, fmt)
+    try:
+        return np.char.strip(_load_fast(path, [header.index(name)], str, skip, fmt)[:, 0])
+    except ValueError:      # a ragged row: the careful reader names it
+        header, rows, _ = _read_table(path, fmt)
+        return np.array([row[header.index(name)] for row in rows], dtype=str)
 
 
 def _header(path, fmt: CsvFormat) -> tuple[list[str], int]:
@@ -257,24 +261,26 @@ def _decoded(reader, path):
         raise ValueError(f"{path} is not a valid CSV file: {error}") from None
 
 
-def _read_columns_fast(path, header, skip, names, target, fmt):
-    """NumPy's C parser: several times faster than the csv module on large files. Raises
-    ValueError for anything the careful reader would report (or might read differently)."""
-    def load(columns, dtype):
-        with warnings.catch_warnings(), _open_text(path) as file:
-            # Blank lines are skipped, as the careful reader does, and a file without data
-            # rows is the careful reader's to explain; NumPy warns about both.
-            warnings.filterwarnings("ignore", "Input line", UserWarning)
-            warnings.filterwarnings("ignore", "loadtxt: input contained no data", UserWarning)
-            return np.loadtxt(file, usecols=columns, dtype=dtype, delimiter=fmt.delimiter,
-                              skiprows=skip, comments=None, quotechar='"', ndmin=2)
+def _load_fast(path, columns: list[int], dtype, skip: int, fmt: CsvFormat) -> np.ndarray:
+    """NumPy's C parser: several times faster than the csv module on large files."""
+    with warnings.catch_warnings(), _open_text(path) as file:
+        # Blank lines are skipped, as the careful reader does, and a file without data rows
+        # is the careful reader's to explain; NumPy warns about both.
+        warnings.filterwarnings("ignore", "Input line", UserWarning)
+        warnings.filterwarnings("ignore", "loadtxt: input contained no data", UserWarning)
+        return np.loadtxt(file, usecols=columns, dtype=dtype, delimiter=fmt.delimiter,
+                          skiprows=skip, comments=None, quotechar='"', ndmin=2)
 
-    X = load([header.index(name) for name in names], np.float64)
+
+def _read_columns_fast(path, header, skip, names, target, fmt):
+    """Raises ValueError for anything the careful reader would report (or might read
+    differently)."""
+    X = _load_fast(path, [header.index(name) for name in names], np.float64, skip, fmt)
     if X.shape[0] == 0 or X.shape[1] != len(names) or not np.isfinite(X).all():
         raise ValueError("the careful reader explains this")
     if target is None:
         return X, None
-    labels = np.char.strip(load([header.index(target)], str)[:, 0])
+    labels = np.char.strip(_load_fast(path, [header.index(target)], str, skip, fmt)[:, 0])
     if len(labels) != len(X) or (labels == "").any():
         raise ValueError("the careful reader explains this")
     return X, parse_labels(labels)
