@@ -347,15 +347,18 @@ def test_predict_with_a_model_saved_from_python(tmp_path):
 # ------------------------------------------------------------------------------ CSV reading
 
 def test_messy_csv_reads_like_a_clean_one(tmp_path):
-    """A byte-order mark, blank lines, spaces around cells and quotes change nothing, in
-    NumPy's fast reader and in the csv-module reader it falls back to for error messages."""
+    """A byte-order mark, blank lines, spaces around cells, quotes and Windows line ends
+    change nothing, in NumPy's fast reader and in the csv-module reader it falls back to for
+    error messages."""
     clean = write_csv(tmp_path / "clean.csv", ["a", "b", "y"],
                       [[1, 2.5, "yes"], [3, -4, "no"], [5, 6e-3, "yes"]])
     messy = tmp_path / "messy.csv"
     messy.write_text('\ufeff\n a , b ,y\n1, 2.5 , yes\n\n"3",-4,"no"\n5 ,6e-3, yes \n\n',
                      encoding="utf-8")
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(clean.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
     X, y, names = datasets.read_csv(clean)
-    for path in (clean, messy):
+    for path in (clean, messy, crlf):
         got = datasets.read_csv(path)
         assert np.array_equal(got[0], X) and np.array_equal(got[1], y) and got[2] == names
         careful = datasets._read_columns_carefully(path, ["a", "b"], "y")
