@@ -15,6 +15,8 @@ A saturated layer (every unit's slope below ``SATURATED_SLOPE`` on every row) pa
 gradient, so it and the layers before it have stopped learning; it is named as the cause of
 the last two, not reported alone: the layers after it can still learn from its units' signs.
 
+Training rows that are all alike are exempt from the last two: no network can do better.
+
 The forward pass runs layer by layer through the model's own compiled kernel, on chunks of
 ``CHUNK_ROWS`` rows, so the check costs about one prediction over the training data and
 never copies a large X.
@@ -85,7 +87,9 @@ def training_problem(est, X: np.ndarray, Y: np.ndarray) -> str | None:
         fix = _learning_rate_advice(est, lr)
     else:
         return None
-    # Reads X again, so only for a model found useless.
+    if not dead and not stats.inputs_vary():
+        return None     # rows all alike: nothing to learn beyond the class frequencies
+    # These read X again, so only for a model found useless.
     scale = f"{STANDARDISE}; " if stats.unscaled() else ""
     return f"{problem}. Fix: {scale}{fix}"
 
@@ -163,6 +167,12 @@ class _Statistics:
         """Per logistic/tanh layer, which units are not saturated on some row."""
         return [None if least is None else least <= SATURATED_Z[self.activation]
                 for least in self.least]
+
+    def inputs_vary(self) -> bool:
+        """Whether the training rows are not all the same (then no output could vary)."""
+        first = self.X[:1]
+        return any((self.X[start:start + CHUNK_ROWS] != first).any()
+                   for start in range(0, self.X.shape[0], CHUNK_ROWS))
 
     def unscaled(self) -> bool:
         """Whether some feature's root mean square is off the standardised scale: asked only

@@ -81,6 +81,17 @@ def test_a_saturated_layer_that_still_separates_the_classes_is_not_reported(canc
     assert not _diagnostics._Statistics.of(model, 1e6 * X, Y).lively[0].any()
 
 
+def test_identical_rows_with_different_labels_are_not_reported():
+    """No network can tell the rows apart: equal outputs, at the class frequencies, are
+    right."""
+    X, y = np.zeros((6, 2)), np.array([0, 1] * 3)
+    model = fit_silently(FastMLP((), random_state=0), X, y)
+    assert model._no_improvement_count > model.n_iter_no_change     # stopped by the rule
+    Y = encode(y, model.classes_, model._kind, X.dtype)
+    stats = _diagnostics._Statistics.of(model, X, Y)
+    assert stats.constant_outputs() and stats.learned_nothing()
+
+
 def test_early_stopping_on_labels_with_nothing_to_learn_is_not_reported():
     """Random labels: the best validation epoch is no better than the class frequencies,
     rightly."""
