@@ -32,9 +32,8 @@ from . import _targets
 from .exceptions import TrainingWarning
 from .kernels import codes
 
-# Large enough for prediction's threads (above classifier._PARALLEL_ROWS), small enough that a
-# chunk's activations stay a few tens of MB.
-CHUNK_ROWS = 32_768
+# A chunk's activations stay within a few MB: the reductions over rows run at cache speed.
+CHUNK_ROWS = 8192
 # A slope this small scales the gradient that reaches a unit to nothing; the |pre-activation|
 # beyond which a unit's slope is smaller: logistic e^-|z| / (1 + e^-|z|)^2 ~ e^-|z|, tanh
 # 4 / (e^z + e^-z)^2 ~ 4 e^-2|z|.
