@@ -418,6 +418,24 @@ def _note(args, text: str | None, file=None) -> None:
         print(text if file is None else f"fastmlp: {text}", file=file or sys.stdout)
 
 
+def _csv_format(args, path, note_file=None) -> tuple[datasets.CsvFormat, list[str]]:
+    """The CSV file's layout, as given by --delimiter and --header or detected, and its
+    column names; a note says what was detected when it is not a comma-separated file with
+    a header row."""
+    fmt = datasets.sniff_format(path, args.delimiter, HEADER[args.header])
+    header = datasets.read_header(path, fmt)
+    parts = []
+    if fmt.delimiter != "," and args.delimiter is None:
+        parts.append(f"{datasets.DELIMITERS.get(fmt.delimiter)}-separated (--delimiter to "
+                     "change)")
+    if not fmt.header and args.header == "auto":
+        parts.append(f"no header row (its first row holds data), columns named col1.."
+                     f"col{len(header)} (--header yes if the first row names the columns)")
+    if parts:
+        _note(args, f"{path}: {'; '.join(parts)}", file=note_file)
+    return fmt, header
+
+
 def _check_train_options(args) -> None:
     """Option combinations that cannot work, and unwritable outputs, before any training."""
     if args.csv and args.dataset:
@@ -480,9 +498,7 @@ def _estimator_params(args, recipe: dict) -> dict:
 
 def _load_training_data(args) -> _Data:
     if args.csv:
-        fmt = datasets.sniff_format(args.csv, args.delimiter, HEADER[args.header])
-        header = datasets.read_header(args.csv, fmt)
-        _note(args, datasets.describe_format(args.csv, fmt, len(header)))
+        fmt, header = _csv_format(args, args.csv)
         X, y, names = datasets.read_csv(args.csv, args.target, fmt)
         if args.task == "auto":
             _refuse_regression_target(y, args.target or header[-1], args.csv)
@@ -771,9 +787,7 @@ def _fold_standardisation(model: FastMLP, mean: np.ndarray, scale: np.ndarray) -
 def predict_command(args) -> int:
     model = load(args.model)
     source = datasets.TextSource(sys.stdin.read()) if args.csv == "-" else args.csv
-    fmt = datasets.sniff_format(source, args.delimiter, HEADER[args.header])
-    header = datasets.read_header(source, fmt)
-    _note(args, datasets.describe_format(source, fmt, len(header)), file=sys.stderr)
+    fmt, header = _csv_format(args, source, note_file=sys.stderr)
     target, labels = _labels(model, header, args.target, source, fmt)
     features = _feature_columns(model, header, target, source)
     X = datasets.read_columns(source, features, fmt=fmt)[0]

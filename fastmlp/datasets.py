@@ -119,19 +119,6 @@ def sniff_format(path, delimiter: str | None = None, header: bool | None = None
     return CsvFormat(delimiter, header)
 
 
-def describe_format(path, fmt: CsvFormat, n_columns: int) -> str | None:
-    """A note on what :func:`sniff_format` assumed, when it is not a comma-separated file
-    with a header row; None otherwise."""
-    parts = []
-    if fmt.delimiter != ",":
-        parts.append(f"{DELIMITERS.get(fmt.delimiter, repr(fmt.delimiter))}-separated "
-                     "(--delimiter to change)")
-    if not fmt.header:
-        parts.append(f"no header row (its first row holds data), columns named col1.."
-                     f"col{n_columns} (--header yes if the first row names the columns)")
-    return f"{path}: {'; '.join(parts)}" if parts else None
-
-
 def _first_lines(path) -> list[str]:
     lines = []
     with _open_text(path) as file:

@@ -138,6 +138,8 @@ def test_quiet_prints_nothing_for_a_clean_run(tmp_path):
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
     assert "d.tsv: tab-separated" in run("train", "d.tsv", "--epochs", "3",
                                           cwd=tmp_path).stdout
+    told = run("train", "d.tsv", "--delimiter", "tab", "--epochs", "3", cwd=tmp_path)
+    assert told.returncode == 0 and "separated" not in told.stdout   # nothing was assumed
 
 
 def test_compare_sklearn_shows_both_side_by_side(tmp_path):
