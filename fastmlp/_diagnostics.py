@@ -18,7 +18,7 @@ the last two, not reported alone: the layers after it can still learn from its u
 Training rows that are all alike are exempt from the last two: no network can do better.
 
 The forward pass runs layer by layer through the model's own compiled kernel, on chunks of
-``CHUNK_ROWS`` rows, so the check costs about one prediction over the training data and
+``CHUNK_ROWS`` rows, so the check costs about two predictions over the training data and
 never copies a large X.
 """
 
@@ -100,6 +100,7 @@ def _first(flags: list) -> int | None:
 
 
 def _flat(est) -> bool:
+    """Whether the training loss moved by less than 0.1% from the first epoch to the last."""
     curve = est.loss_curve_
     return len(curve) > 1 and abs(curve[0] - curve[-1]) <= 1e-3 * abs(curve[0])
 
