@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._diagnostics import warn_training_problems
 from ._state import OptimizerState, TrainingState
 from ._validation import check_network_memory, check_params, check_X, feature_names, hidden_sizes
 from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
@@ -288,7 +289,7 @@ class BaseMLP:
         checkpoint = _Checkpoint(self)
         cannot_overflow = _overflow_bound(self._layout, self.activation, x_abs_max, X.dtype)
         bar = self._progress_bar(n_epochs) if self.verbose and not incremental else None
-        stopped = False
+        stopped, problem = False, None
         try:
             # Overflow is reported once, as the DivergenceWarning, by both backends alike
             # (NumPy would also warn at each operation that overflows).
@@ -323,6 +324,8 @@ class BaseMLP:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=4)
+        if not incremental and problem is None:     # partial_fit stays a kernel call
+            warn_training_problems(self, X, Y, stacklevel=4)
 
     def _stopping_setup(self, X, y, early: bool):
         """The rows to train on, and with early stopping the held-out validation data."""

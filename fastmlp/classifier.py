@@ -162,7 +162,7 @@ class FastMLP(BaseMLP):
             if len(labels) < 2:
                 raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes "
                                  "in the data, but the data contains only one class: "
-                                 f"{labels[0]!r}.")
+                                 f"{labels[:1].tolist()[0]!r}.")
         else:
             labels = np.asarray(classes)
             check_labels(labels, "classes")

@@ -5,17 +5,21 @@
     fastmlp train --dataset moons --n-samples 100000
     fastmlp train data.csv --target label --hidden 32 16 --save model.npz --plot curve.png
     fastmlp predict model.npz new.csv [--proba] [--output predictions.csv]
+    cat new.csv | fastmlp predict model.npz -
     fastmlp bench
 
 User mistakes (a missing file or column, a non-numeric feature, a bad option value, a corrupt
-model file) end in one line on stderr, ``fastmlp: error: ...``, with exit status 1 (2 for a
-malformed command line); Ctrl-C ends with status 130.
+model file) and a training run that diverges end in one line on stderr,
+``fastmlp: error: ...``, with exit status 1 (2 for a malformed command line); warnings are
+one line each, ``fastmlp: warning: ...``, in the command's words (``--lr``, not
+``learning_rate_init``). Ctrl-C ends with status 130.
 """
 
 import argparse
 import csv
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -23,10 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import datasets
+from . import _targets, datasets
+from ._diagnostics import STANDARDISE, warn_training_problems
 from ._validation import check_params
 from ._version import __version__
 from .classifier import FastMLP
+from .exceptions import DivergenceWarning
 from .kernels.layout import unpack
 from .kernels.registry import ACTIVATION_BY_NAME, INIT_SCHEME_BY_NAME
 from .persistence import load
@@ -44,6 +50,13 @@ RECIPES = {
 }
 DEFAULTS = {"activation": "relu", "batch_size": 1, "lr": 0.01, "init": "glorot", "tol": 1e-4}
 SHUFFLE = {"yes": True, "no": False, "replacement": "replacement"}
+HEADER = {"auto": None, "yes": True, "no": False}
+DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+# Integer labels with more distinct values than this are taken as a quantity, not classes.
+MAX_NUMBERED_CLASSES = 20
+# The estimator's parameters as the command's options, for messages meant for its user.
+OPTION_OF_PARAMETER = {"learning_rate_init": "--lr", "max_iter": "--epochs",
+                       "alpha": "--alpha"}
 # fastmlp (numba) runs many more samples than the slow contenders in the same time; its
 # per-epoch overhead is only amortised over enough rows.
 BENCH_NETWORKS = ((3, 5), (30, 16), (100, 64))
@@ -64,12 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit:  # --help, --version, or a malformed command line
         return int(exit.code or 0)
+    standardised = not getattr(args, "no_standardize", True)
     with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
+        warnings.showwarning = lambda message, *_, **__: _show_warning(message, standardised)
         # The summary reports how many epochs ran; "not converged" adds nothing to it.
         warnings.filterwarnings("ignore", message="Stochastic Optimizer: Maximum iterations")
+        # A diverged run leaves nothing worth reporting or saving: it fails the command.
+        warnings.filterwarnings("error", category=DivergenceWarning)
         try:
             return args.run(args)
+        except DivergenceWarning as error:
+            # The estimator's "keeps the weights of epoch n" does not apply: nothing is kept.
+            message = re.sub(r" The model keeps the weights of epoch \d+\.", "", str(error))
+            sys.stderr.write(f"fastmlp: error: {_in_cli_words(message, standardised)}\n")
+            return 1
         except KeyboardInterrupt:
             sys.stderr.write("\nfastmlp: interrupted\n")
             return 130
@@ -88,11 +109,24 @@ def _describe(error: Exception) -> str:
     return " ".join(str(error).split())  # one line, whatever the message's layout
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message, standardised: bool) -> None:
     from tqdm import tqdm
 
     # tqdm.write keeps a progress bar that is on screen intact below the message.
-    tqdm.write(f"fastmlp: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    tqdm.write(f"fastmlp: warning: {_in_cli_words(str(message), standardised)}",
+               file=sys.stderr)
+
+
+def _in_cli_words(message: str, standardised: bool) -> str:
+    """The estimator's message on one line, with the command's options for its parameters,
+    and no advice to standardise features the command has standardised."""
+    message = " ".join(message.split())
+    for parameter, option in OPTION_OF_PARAMETER.items():
+        message = re.sub(rf"(?<![-\w]){parameter}\b", option, message)
+    unscaled_fix = "drop --no-standardize"
+    message = message.replace(" or standardise the features",
+                              "" if standardised else f" or {unscaled_fix}")
+    return message.replace(f"{STANDARDISE}; ", "" if standardised else f"{unscaled_fix}; ")
 
 
 # ------------------------------------------------------------------------------ command line
@@ -114,9 +148,9 @@ def _add_train(commands) -> None:
         "train", help="train on an embedded data set or a CSV file",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a FastMLP on an embedded data set (default: breast cancer) or on\n"
-        "a CSV file with a header row, numeric feature columns and a label column.\n"
-        "Features are standardised on the training rows; a stratified test split\n"
-        "measures the model.",
+        "a CSV file with numeric feature columns and a label column (its delimiter and\n"
+        "header row are detected). Features are standardised on the training rows; a\n"
+        "stratified test split measures the model.",
         epilog="options left unset take the data set's recipe, then the defaults:\n" + "\n".join(
             f"  {'DATA.csv' if name == 'csv' else name:14} " + " ".join(_recipe_flags(recipe))
             for name, recipe in RECIPES.items()))
@@ -124,6 +158,11 @@ def _add_train(commands) -> None:
     data.add_argument("csv", nargs="?", metavar="DATA.csv", help="a CSV file to train on")
     data.add_argument("--target", metavar="COLUMN",
                       help="the CSV column holding the labels (default: the last column)")
+    data.add_argument("--task", choices=("auto", "classification", "regression"),
+                      default="auto", help="what the target is (default auto: numbers that "
+                      f"are not integers, or more than {MAX_NUMBERED_CLASSES} distinct "
+                      "integers, are a regression target)")
+    _add_csv_format_options(data)
     data.add_argument("--dataset", choices=datasets.DATASETS,
                       help="an embedded data set (default: breast-cancer): " + "; ".join(
                           f"{name}: {text}" for name, text in datasets.DESCRIPTIONS.items()))
@@ -184,9 +223,23 @@ def _add_train(commands) -> None:
                      "the raw feature columns (the standardisation is folded into its first "
                      "layer)")
     out.add_argument("--plot", metavar="FILE.png", help="draw the loss curve and the test "
-                     "accuracy per epoch (needs matplotlib: pip install 'fastmlp[plot]')")
-    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+                     "accuracy per epoch (with --early-stopping the validation accuracy and "
+                     "the epoch whose weights were kept; with --compare-sklearn "
+                     "scikit-learn's curves beside; needs matplotlib: pip install "
+                     "'fastmlp[plot]')")
+    out.add_argument("--quiet", action="store_true",
+                     help="no progress bar, notes or summary: only warnings and errors")
     train.set_defaults(run=train_command)
+
+
+def _add_csv_format_options(group) -> None:
+    group.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
+                       help="the CSV field delimiter: a character, or comma, semicolon, tab, "
+                       "pipe (default: detected)")
+    group.add_argument("--header", choices=tuple(HEADER), default="auto",
+                       help="whether the CSV's first row names the columns (default auto: "
+                       "not when it holds numbers where the other rows do; the columns are "
+                       "then named col1, col2, ...)")
 
 
 def _recipe_flags(recipe: dict) -> list[str]:
@@ -200,16 +253,23 @@ def _recipe_flags(recipe: dict) -> list[str]:
 def _add_predict(commands) -> None:
     predict = commands.add_parser(
         "predict", help="predict the rows of a CSV file with a saved model",
-        description="One prediction per row, in the original label values. Columns are "
-        "matched to the model's features by name (other columns, such as the label, are "
-        "ignored); a model without feature names takes every column in order.")
+        description="One prediction per row on stdout, in the original label values. "
+        "Columns are matched to the model's features by name; a model without feature names "
+        "takes every column in order. When a column holds the true labels (--target, or the "
+        "one column the model does not use whose values are all labels it knows), the "
+        "accuracy and per-class counts go to stderr.")
     predict.add_argument("model", metavar="MODEL", help="a model file from 'fastmlp train "
                          "--save' or FastMLP.save")
-    predict.add_argument("csv", metavar="DATA.csv", help="rows to predict, with a header row")
+    predict.add_argument("csv", metavar="DATA.csv", help="rows to predict; - reads standard "
+                         "input")
+    predict.add_argument("--target", metavar="COLUMN",
+                         help="the column holding the true labels, to report the accuracy")
+    _add_csv_format_options(predict)
     predict.add_argument("--proba", action="store_true",
                          help="the probability of each class instead, with a header row")
     predict.add_argument("--output", metavar="FILE", help="write here instead of stdout")
-    predict.add_argument("--quiet", action="store_true", help="no notes on stderr")
+    predict.add_argument("--quiet", action="store_true",
+                         help="no notes and no accuracy report on stderr")
     predict.set_defaults(run=predict_command)
 
 
@@ -264,6 +324,14 @@ def _open_fraction(text: str) -> float:
 def _batch_size(text: str) -> int | str:
     return "full" if text == "full" else _number(text, int, lambda v: v >= 1,
                                                  "a positive integer or 'full'")
+
+
+def _delimiter(text: str) -> str:
+    text = DELIMITER_NAMES.get(text.lower(), text)
+    if len(text) != 1 or text in "\"\r\n" or text.isalnum():
+        raise argparse.ArgumentTypeError(f"expected one character or one of "
+                                         f"{', '.join(DELIMITER_NAMES)}, got {text!r}")
+    return text
 
 
 def _layer_sizes(text: str) -> list[int]:
@@ -325,9 +393,10 @@ def train_command(args) -> int:
         _note(args, f"numba kernels ready in {_seconds(warm_up)} (compiled on first use, then "
               "loaded from a disk cache; not counted below)")
     track_test = bool(args.plot) and data.X_test is not None and not args.early_stopping
-    runs = [_fit_fastmlp(model, data, track_test, args.quiet)]
+    bar = not args.quiet and sys.stderr.isatty()    # a bar in a log file is noise
+    runs = [_fit_fastmlp(model, data, track_test, bar)]
     if args.compare_sklearn:
-        runs.append(_fit_sklearn(params, data, args.quiet))
+        runs.append(_fit_sklearn(params, data, track_test, args.quiet))
     if not args.quiet:
         print(_summary(runs, data))
     if args.plot:
@@ -342,9 +411,28 @@ def train_command(args) -> int:
     return 0
 
 
-def _note(args, text: str) -> None:
-    if not args.quiet:
-        print(text)
+def _note(args, text: str | None, file=None) -> None:
+    """Say ``text`` unless --quiet (stdout: train's report; predict passes stderr)."""
+    if text and not args.quiet:
+        print(text if file is None else f"fastmlp: {text}", file=file or sys.stdout)
+
+
+def _csv_format(args, path, note_file=None) -> tuple[datasets.CsvFormat, list[str]]:
+    """The CSV file's layout, as given by --delimiter and --header or detected, and its
+    column names; a note says what was detected when it is not a comma-separated file with
+    a header row."""
+    fmt = datasets.sniff_format(path, args.delimiter, HEADER[args.header])
+    header = datasets.read_header(path, fmt)
+    parts = []
+    if fmt.delimiter != "," and args.delimiter is None:
+        parts.append(f"{datasets.DELIMITERS.get(fmt.delimiter)}-separated (--delimiter to "
+                     "change)")
+    if not fmt.header and args.header == "auto":
+        parts.append(f"no header row (its first row holds data), columns named col1.."
+                     f"col{len(header)} (--header yes if the first row names the columns)")
+    if parts:
+        _note(args, f"{path}: {'; '.join(parts)}", file=note_file)
+    return fmt, header
 
 
 def _check_train_options(args) -> None:
@@ -353,6 +441,11 @@ def _check_train_options(args) -> None:
         raise ValueError("give a CSV file or --dataset, not both.")
     if args.target and not args.csv:
         raise ValueError("--target names a column of a CSV file; none was given.")
+    if (args.delimiter or args.header != "auto") and not args.csv:
+        raise ValueError("--delimiter and --header describe a CSV file; none was given.")
+    if args.task == "regression":
+        raise ValueError("--task regression: fastmlp train fits classifiers only, for now "
+                         "(no regressor yet).")
     if (args.n_samples is not None or args.noise is not None) and args.dataset != "moons":
         raise ValueError("--n-samples and --noise apply to --dataset moons only.")
     if args.dataset == "loan" and args.test_size is not None:
@@ -404,7 +497,10 @@ def _estimator_params(args, recipe: dict) -> dict:
 
 def _load_training_data(args) -> _Data:
     if args.csv:
-        X, y, names = datasets.read_csv(args.csv, args.target)
+        fmt, header = _csv_format(args, args.csv)
+        X, y, names = datasets.read_csv(args.csv, args.target, fmt)
+        if args.task == "auto":
+            _refuse_regression_target(y, args.target or header[-1], args.csv)
         title = args.csv
     else:
         title = args.dataset or "breast-cancer"
@@ -420,6 +516,12 @@ def _load_training_data(args) -> _Data:
         return _Data(title, names, X, y, None, None, "no test split")
     from sklearn.model_selection import train_test_split
 
+    labels, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(f"cannot make a stratified test split: {np.sum(counts < 2)} of the "
+                         f"{len(labels)} classes have a single row (e.g. "
+                         f"{labels[counts < 2][:1].tolist()[0]!r}). Use --test-size 0, or "
+                         "gather more rows of those classes.")
     try:
         X, X_test, y, y_test = train_test_split(X, y, test_size=test_size, stratify=y,
                                                 random_state=args.seed)
@@ -428,6 +530,24 @@ def _load_training_data(args) -> _Data:
                          "Use another --test-size, or --test-size 0.") from None
     return _Data(title, names, X, y, X_test, y_test,
                  f"{len(y)} training / {len(y_test)} test rows (stratified, seed {args.seed})")
+
+
+def _refuse_regression_target(y: np.ndarray, target: str, path) -> None:
+    """A target of quantities rather than labels (prices, temperatures) is a regression task,
+    which a classifier would turn into one class per distinct value."""
+    try:
+        values = np.unique(y.astype(np.float64))
+    except ValueError:
+        return      # text labels
+    integers = bool((values == np.round(values)).all())
+    if not np.isfinite(values).all() or (integers and len(values) <= MAX_NUMBERED_CLASSES):
+        return
+    kind = "integers" if integers else "numbers, not all integers"
+    shown = ", ".join(f"{value:g}" for value in values[:3])
+    raise ValueError(f"{path}: the target column {target!r} holds {len(values)} distinct "
+                     f"{kind} ({shown}, ...): a regression target, and fastmlp train fits "
+                     "classifiers only, for now. If these values are class labels, add "
+                     "--task classification.")
 
 
 def _standardise(data: _Data) -> None:
@@ -464,17 +584,19 @@ def _warm_up(params: dict, data: _Data) -> float:
     _, first_rows = np.unique(data.y, return_index=True)
     rows = _Frame(data.X[first_rows], data.names)
     tiny = FastMLP(**{**params, "max_iter": 1, "early_stopping": False, "verbose": False})
-    tiny.fit(rows, data.y[first_rows]).predict_proba(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # what one epoch on a few rows learns is not news
+        tiny.fit(rows, data.y[first_rows]).predict_proba(rows)
     return time.perf_counter() - start
 
 
-def _fit_fastmlp(model: FastMLP, data: _Data, track_test: bool, quiet: bool) -> _Run:
-    """Train with ``fit`` (its progress bar shows the loss), or with ``track_test`` one
-    ``partial_fit`` per epoch so that each epoch's test accuracy is known for the plot. The
-    second costs ``partial_fit``'s checks per epoch, which shows on tiny data sets."""
+def _fit_fastmlp(model: FastMLP, data: _Data, track_test: bool, bar: bool) -> _Run:
+    """Train with ``fit`` (with ``bar``, a progress bar shows the loss), or with ``track_test``
+    one ``partial_fit`` per epoch so that each epoch's test accuracy is known for the plot.
+    The second costs ``partial_fit``'s checks per epoch, which shows on tiny data sets."""
     X = _Frame(data.X, data.names)
     if not track_test:
-        model.set_params(verbose=not quiet)
+        model.set_params(verbose=bar)
         start = time.perf_counter()
         model.fit(X, data.y)
         return _Run("fastmlp", model, time.perf_counter() - start)
@@ -483,24 +605,27 @@ def _fit_fastmlp(model: FastMLP, data: _Data, track_test: bool, quiet: bool) -> 
     run = _Run("fastmlp", model, 0.0)
     X_test = _Frame(data.X_test, data.names)
     classes = np.unique(data.y)
-    with tqdm(total=model.max_iter, desc="FastMLP", unit="epoch", disable=quiet) as bar:
-        for epoch in range(model.max_iter):
+    with tqdm(total=model.max_iter, desc="FastMLP", unit="epoch", disable=not bar) as progress:
+        for _ in range(model.max_iter):
             start = time.perf_counter()
             model.partial_fit(X, data.y, classes=classes)
-            run.seconds += time.perf_counter() - start
-            if model.n_iter_ == epoch:
-                break  # diverged: the estimator has warned and kept the last finite weights
+            run.seconds += time.perf_counter() - start  # (a divergence raised: see main)
             run.test_accuracy.append(model.score(X_test, data.y_test))
-            bar.set_postfix(loss=f"{model.loss_curve_[-1]:.5f}",
-                            test_acc=f"{run.test_accuracy[-1]:.4f}", refresh=False)
-            bar.update()
+            progress.set_postfix(loss=f"{model.loss_curve_[-1]:.5f}",
+                                 test_acc=f"{run.test_accuracy[-1]:.4f}", refresh=False)
+            progress.update()
             # fit's own stopping rule, which partial_fit keeps count of but does not apply.
             if model.get_training_state().no_improvement_count > model.n_iter_no_change:
                 break
+    # fit's check for a useless model, which partial_fit leaves out.
+    warn_training_problems(model, data.X, _targets.encode(data.y, model.classes_, model._kind,
+                                                          model._dtype))
     return run
 
 
-def _fit_sklearn(params: dict, data: _Data, quiet: bool) -> _Run:
+def _fit_sklearn(params: dict, data: _Data, track_test: bool, quiet: bool) -> _Run:
+    """scikit-learn's MLPClassifier on the same network and schedule, trained as fastmlp was:
+    with ``track_test`` one ``partial_fit`` per epoch, for each epoch's test accuracy."""
     from sklearn.neural_network import MLPClassifier
 
     batch = params["batch_size"]
@@ -517,9 +642,23 @@ def _fit_sklearn(params: dict, data: _Data, quiet: bool) -> _Run:
     if not quiet:
         print("training scikit-learn's MLPClassifier with the same network and schedule...",
               file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    model.fit(data.X, data.y)
-    return _Run("scikit-learn", model, time.perf_counter() - start)
+    run = _Run("scikit-learn", model, 0.0)
+    if not track_test:
+        start = time.perf_counter()
+        model.fit(data.X, data.y)
+        run.seconds = time.perf_counter() - start
+        return run
+    classes = np.unique(data.y)
+    for _ in range(model.max_iter):
+        start = time.perf_counter()
+        model.partial_fit(data.X, data.y, classes=classes)
+        run.seconds += time.perf_counter() - start
+        run.test_accuracy.append(model.score(data.X_test, data.y_test))
+        # fit's stopping rule, which partial_fit keeps count of but does not apply.
+        if model._no_improvement_count > model.n_iter_no_change:
+            break
+    model.n_iter_ = len(run.test_accuracy)  # each partial_fit counts itself as epoch 1
+    return run
 
 
 def _summary(runs: list[_Run], data: _Data) -> str:
@@ -593,27 +732,43 @@ def _plot(path: str, runs: list[_Run], data: _Data) -> None:
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    ours = runs[0]
-    accuracy, label = ours.test_accuracy, "test accuracy"
-    if ours.model.early_stopping:
-        accuracy, label = ours.model.validation_scores_, "validation accuracy"
-    figure, axes = plt.subplots(2 if accuracy else 1, 1, sharex=True, squeeze=False,
-                                figsize=(7, 6 if accuracy else 3.5))
-    loss_axes = axes[0, 0]
-    for run in runs:
-        epochs = np.arange(1, len(run.model.loss_curve_) + 1)
-        loss_axes.plot(epochs, run.model.loss_curve_, label=run.name)
-    loss_axes.set_ylabel("training loss")
-    loss_axes.set_yscale("log")
-    loss_axes.legend()
-    loss_axes.set_title(f"{data.title}: {ours.model.n_iter_} epochs")
-    if accuracy:
-        axes[1, 0].plot(np.arange(1, len(accuracy) + 1), accuracy, color="tab:green")
-        axes[1, 0].set_ylabel(label)
-    axes[-1, 0].set_xlabel("epoch")
-    figure.tight_layout()
+    figure = _figure(plt, runs, data)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _figure(plt, runs: list[_Run], data: _Data):
+    """The loss per epoch of each run, and below it each run's test accuracy per epoch (or,
+    with early stopping, its validation accuracy and the epoch whose weights were kept)."""
+    early = runs[0].model.early_stopping
+    curves = [run.model.validation_scores_ if early else run.test_accuracy for run in runs]
+    figure, axes = plt.subplots(2 if curves[0] else 1, 1, sharex=True, squeeze=False,
+                                figsize=(7, 6 if curves[0] else 3.5))
+    loss_axes = axes[0, 0]
+    for index, run in enumerate(runs):
+        epochs = np.arange(1, len(run.model.loss_curve_) + 1)
+        loss_axes.plot(epochs, run.model.loss_curve_, color=f"C{index}", label=run.name)
+    loss_axes.set_ylabel("training loss")
+    loss_axes.set_yscale("log")
+    loss_axes.set_title(f"{data.title}: {runs[0].model.n_iter_} epochs")
+    if curves[0]:
+        accuracy_axes = axes[1, 0]
+        for index, (run, curve) in enumerate(zip(runs, curves)):
+            accuracy_axes.plot(np.arange(1, len(curve) + 1), curve, color=f"C{index}",
+                               label=run.name)
+            if early:
+                # Both estimators keep the weights of the first epoch with the best score.
+                kept = int(np.argmax(curve)) + 1
+                for target in (loss_axes, accuracy_axes):
+                    target.axvline(kept, color=f"C{index}", linestyle="--", linewidth=1,
+                                   label=f"{run.name}: weights of epoch {kept} kept"
+                                   if target is accuracy_axes else None)
+        accuracy_axes.set_ylabel("validation accuracy" if early else "test accuracy")
+        accuracy_axes.legend()
+    loss_axes.legend()
+    axes[-1, 0].set_xlabel("epoch")
+    figure.tight_layout()
+    return figure
 
 
 def _fold_standardisation(model: FastMLP, mean: np.ndarray, scale: np.ndarray) -> None:
@@ -632,37 +787,89 @@ def _fold_standardisation(model: FastMLP, mean: np.ndarray, scale: np.ndarray) -
 
 def predict_command(args) -> int:
     model = load(args.model)
-    header = datasets.read_header(args.csv)
-    names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        if len(header) != model.n_features_in_:
-            raise ValueError(f"{args.csv} has {len(header)} columns, but the model takes "
-                             f"{model.n_features_in_} features (it has no feature names to "
-                             "pick columns by).")
-        X = datasets.read_columns(args.csv, header)[0]
-    else:
-        names = list(names)
-        missing = [name for name in names if name not in header]
-        if missing:
-            raise ValueError(f"{args.csv} lacks the model's feature column(s) "
-                             f"{', '.join(map(repr, missing))}.")
-        ignored = [name for name in header if name not in names]
-        if ignored and not args.quiet:
-            print(f"fastmlp: ignoring column(s) the model does not use: {', '.join(ignored)}",
-                  file=sys.stderr)
-        X = _Frame(datasets.read_columns(args.csv, names)[0], names)
+    source = datasets.TextSource(sys.stdin.read()) if args.csv == "-" else args.csv
+    fmt, header = _csv_format(args, source, note_file=sys.stderr)
+    target, labels = _labels(model, header, args.target, source, fmt)
+    features = _feature_columns(model, header, target, source)
+    X = datasets.read_columns(source, features, fmt=fmt)[0]
+    if getattr(model, "feature_names_in_", None) is not None:
+        X = _Frame(X, features)
+    ignored = [name for name in header if name not in features and name != target]
+    if ignored:
+        _note(args, f"ignoring column(s) the model does not use: {', '.join(ignored)}",
+              file=sys.stderr)
+    predictions = model.predict(X)
     if args.proba:
         table = [list(map(str, model.classes_)),
                  *([f"{p:.6g}" for p in row] for row in model.predict_proba(X))]
     else:
-        predictions = model.predict(X)
         table = [[str(value) for value in np.atleast_1d(row)] for row in predictions]
     if args.output:
         with open(args.output, "w", newline="") as file:
             csv.writer(file, lineterminator="\n").writerows(table)
     else:
         csv.writer(sys.stdout, lineterminator="\n").writerows(table)
+    if target and not args.quiet:
+        _report_accuracy(predictions.astype(str), labels, target)
     return 0
+
+
+def _labels(model: FastMLP, header: list[str], target: str | None, path, fmt):
+    """The column of true labels and its cells: ``target`` when given, else the one column
+    beyond the model's features when every value in it is a label the model knows (as
+    ``predict`` prints it); (None, None) when there is none."""
+    if target is not None:
+        datasets.column_index(header, target, path)
+        if model._kind == _targets.MULTILABEL:
+            raise ValueError("--target: a multi-label model's predictions are not scored "
+                             "against one label column.")
+        return target, datasets.read_cells(path, target, fmt)
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        extra = header[-1:] if len(header) == model.n_features_in_ + 1 else []
+    else:
+        extra = [name for name in header if name not in set(names)]
+    if len(extra) != 1 or model._kind == _targets.MULTILABEL:
+        return None, None
+    cells = datasets.read_cells(path, extra[0], fmt)
+    known = {str(label) for label in model.classes_}
+    if len(cells) and set(np.unique(cells)) <= known:
+        return extra[0], cells
+    return None, None
+
+
+def _feature_columns(model: FastMLP, header: list[str], target: str | None, path) -> list[str]:
+    """The CSV's columns that hold the model's features, in the model's order: by name, or
+    for a model without names every column but the target."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        names = list(names)
+        missing = [name for name in names if name not in header]
+        if missing:
+            raise ValueError(f"{path} lacks the model's feature column(s) "
+                             f"{', '.join(map(repr, missing))}.")
+        if target in names:
+            raise ValueError(f"--target {target}: that column is one of the model's features.")
+        return names
+    columns = [name for name in header if name != target]
+    if len(columns) != model.n_features_in_:
+        besides = f" besides the labels in {target!r}" if target else ""
+        raise ValueError(f"{path} has {len(columns)} columns{besides}, but the model takes "
+                         f"{model.n_features_in_} features (it has no feature names to "
+                         "pick columns by).")
+    return columns
+
+
+def _report_accuracy(predicted: np.ndarray, labels: np.ndarray, target: str) -> None:
+    """Accuracy and per-class counts on stderr: stdout holds only the predictions."""
+    correct = predicted == labels
+    print(f"fastmlp: accuracy {correct.mean():.4f} ({correct.sum()} of {len(labels)} rows) "
+          f"against column {target!r}", file=sys.stderr)
+    rows = [[str(label), str(np.sum(labels == label)), str(np.sum(predicted == label)),
+             str(np.sum(correct & (labels == label)))]
+            for label in np.unique(np.concatenate([labels, predicted]))]
+    for line in _table(["class", "rows", "predicted", "correct"], rows):
+        print(line, file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ bench

@@ -6,8 +6,9 @@ column and the line, so the command can show them as one line.
 """
 
 import csv
-import os
+import io
 import warnings
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -75,25 +76,105 @@ def make_moons(n_samples: int = 1000, *, noise: float = 0.2,
 
 # ------------------------------------------------------------------------------ CSV files
 
-def read_csv(path: str | os.PathLike, target: str | None = None
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
+# Enough lines to tell the delimiter and the header apart, few enough to read at once.
+SNIFF_LINES = 50
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How a CSV file is laid out: its field delimiter, and whether its first row names the
+    columns (without one the columns are named col1, col2, ...)."""
+    delimiter: str = ","
+    header: bool = True
+
+
+class TextSource:
+    """CSV text already in memory (standard input), read like a file and named in messages
+    by ``name``."""
+
+    def __init__(self, text: str, name: str = "<stdin>"):
+        self.text = text.removeprefix("\ufeff")
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def sniff_format(path, delimiter: str | None = None, header: bool | None = None
+                 ) -> CsvFormat:
+    """The file's :class:`CsvFormat` from its first lines; ``delimiter`` and ``header`` when
+    given are taken as they are. The delimiter is the one of :data:`DELIMITERS` that splits
+    every line into the same number (> 1) of fields, the most fields, then the most numbers.
+    The first row is a header unless every column whose other cells are numbers has a number
+    there too (a file of text columns only is taken to have a header)."""
+    lines = _first_lines(path)
+    if delimiter is None:
+        delimiter = max(DELIMITERS, key=lambda d: _delimiter_score(lines, d))
+    if header is None:
+        header = _looks_like_header(list(csv.reader(lines, delimiter=delimiter,
+                                                    skipinitialspace=True)))
+    return CsvFormat(delimiter, header)
+
+
+def _first_lines(path) -> list[str]:
+    lines = []
+    with _open_text(path) as file:
+        try:
+            for line in file:
+                if line.strip():
+                    lines.append(line)
+                if len(lines) == SNIFF_LINES:
+                    break
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a UTF-8 text (CSV) file.") from None
+    return lines
+
+
+def _delimiter_score(lines: list[str], delimiter: str) -> tuple:
+    try:
+        rows = list(csv.reader(lines, delimiter=delimiter, skipinitialspace=True))
+    except csv.Error:
+        return (False, 0, 0, 0)
+    widths = {len(row) for row in rows}
+    width = max(widths, default=0)
+    numbers = sum(_is_number(cell) for row in rows for cell in row)
+    # Ties go to the comma, then the order of DELIMITERS.
+    return (len(widths) == 1 and width > 1, width, numbers, -list(DELIMITERS).index(delimiter))
+
+
+def _looks_like_header(rows: list[list[str]]) -> bool:
+    if len(rows) < 2:
+        return True
+    first, rest = rows[0], [row for row in rows[1:] if len(row) == len(rows[0])]
+    numeric = [j for j in range(len(first))
+               if rest and all(_is_number(row[j]) or _is_missing(row[j]) for row in rest)
+               and any(_is_number(row[j]) for row in rest)]
+    return not numeric or not all(_is_number(first[j]) for j in numeric)
+
+
+def read_csv(path, target: str | None = None, fmt: CsvFormat | None = None
              ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Features, labels and feature names from a CSV file with a header row.
+    """Features, labels and feature names from a CSV file (``path`` or a
+    :class:`TextSource`), laid out as ``fmt`` says (default: :func:`sniff_format`'s guess).
 
     ``target`` (default: the last column) holds the labels, in any values; labels that are
     all integers become ints, others stay strings. Every other column must be numeric.
     """
-    header = read_header(path)
+    fmt = sniff_format(path) if fmt is None else fmt
+    header = read_header(path, fmt)
     target = header[-1] if target is None else target
     column_index(header, target, path)
     names = [name for name in header if name != target]
     if not names:
         raise ValueError(f"{path}: no feature columns besides the target {target!r}.")
-    X, labels = read_columns(path, names, target)
+    X, labels = read_columns(path, names, target, fmt)
     return X, labels, names
 
 
-def read_header(path: str | os.PathLike) -> list[str]:
-    return _header(path)[0]
+def read_header(path, fmt: CsvFormat = CsvFormat()) -> list[str]:
+    return _header(path, fmt)[0]
 
 
 def column_index(header: list[str], name: str, path) -> int:
@@ -103,29 +184,43 @@ def column_index(header: list[str], name: str, path) -> int:
     return header.index(name)
 
 
-def read_columns(path: str | os.PathLike, names: list[str], target: str | None = None
-                 ) -> tuple[np.ndarray, np.ndarray | None]:
+def read_columns(path, names: list[str], target: str | None = None,
+                 fmt: CsvFormat = CsvFormat()) -> tuple[np.ndarray, np.ndarray | None]:
     """The columns ``names`` as a float64 matrix, and the ``target`` column's labels (None
-    without a target). A non-numeric, empty or non-finite feature, an empty label or a row
-    of the wrong length is an error naming its column and line."""
-    header, skip = _header(path)
+    without a target). A non-numeric, missing or non-finite feature, an empty label or a row
+    of the wrong length is an error naming its column and line, and the fix."""
+    header, skip = _header(path, fmt)
     try:
-        return _read_columns_fast(path, header, skip, names, target)
+        return _read_columns_fast(path, header, skip, names, target, fmt)
     except ValueError:
         # NumPy's parser stops at the first problem without saying it in the user's terms;
         # the csv module reads the file again and names the column and the line.
-        return _read_columns_carefully(path, names, target)
+        return _read_columns_carefully(path, names, target, fmt)
 
 
-def _header(path) -> tuple[list[str], int]:
-    """The header row and the number of lines up to it (blank lines may come first)."""
+def read_cells(path, name: str, fmt: CsvFormat = CsvFormat()) -> np.ndarray:
+    """The column ``name`` as its stripped cells (strings), one per data row, whatever they
+    hold."""
+    header, skip = _header(path, fmt)
+    try:
+        return np.char.strip(_load_fast(path, [header.index(name)], str, skip, fmt)[:, 0])
+    except ValueError:      # a ragged row: the careful reader names it
+        header, rows, _ = _read_table(path, fmt)
+        return np.array([row[header.index(name)] for row in rows], dtype=str)
+
+
+def _header(path, fmt: CsvFormat) -> tuple[list[str], int]:
+    """The column names and the number of lines before the first data row (blank lines may
+    come first)."""
     with _open_text(path) as file:
-        reader = csv.reader(file, skipinitialspace=True)
-        header = next((row for row in _decoded(reader, path) if any(c.strip() for c in row)),
-                      None)
-        if header is None:
+        reader = csv.reader(file, delimiter=fmt.delimiter, skipinitialspace=True)
+        first = next((row for row in _decoded(reader, path) if any(c.strip() for c in row)),
+                     None)
+        if first is None:
             raise ValueError(f"{path} is empty: expected a header row and data rows.")
-        header = [cell.strip() for cell in header]
+        if not fmt.header:
+            return [f"col{j}" for j in range(1, len(first) + 1)], reader.line_num - 1
+        header = [cell.strip() for cell in first]
         if any(not name for name in header):
             raise ValueError(f"{path}: column {header.index('') + 1} of the header row has "
                              "no name.")
@@ -137,6 +232,8 @@ def _header(path) -> tuple[list[str], int]:
 
 
 def _open_text(path):
+    if isinstance(path, TextSource):
+        return io.StringIO(path.text, newline="")
     return open(path, newline="", encoding="utf-8-sig")
 
 
@@ -150,30 +247,33 @@ def _decoded(reader, path):
         raise ValueError(f"{path} is not a valid CSV file: {error}") from None
 
 
-def _read_columns_fast(path, header, skip, names, target):
-    """NumPy's C parser: several times faster than the csv module on large files. Raises
-    ValueError for anything the careful reader would report (or might read differently)."""
-    def load(columns, dtype):
-        with warnings.catch_warnings():
-            # Blank lines are skipped, as the careful reader does; NumPy warns about it.
-            warnings.filterwarnings("ignore", "Input line", UserWarning)
-            return np.loadtxt(path, usecols=columns, dtype=dtype, delimiter=",",
-                              skiprows=skip, comments=None, quotechar='"',
-                              encoding="utf-8-sig", ndmin=2)
+def _load_fast(path, columns: list[int], dtype, skip: int, fmt: CsvFormat) -> np.ndarray:
+    """NumPy's C parser: several times faster than the csv module on large files."""
+    with warnings.catch_warnings(), _open_text(path) as file:
+        # Blank lines are skipped, as the careful reader does, and a file without data rows
+        # is the careful reader's to explain; NumPy warns about both.
+        warnings.filterwarnings("ignore", "Input line", UserWarning)
+        warnings.filterwarnings("ignore", "loadtxt: input contained no data", UserWarning)
+        return np.loadtxt(file, usecols=columns, dtype=dtype, delimiter=fmt.delimiter,
+                          skiprows=skip, comments=None, quotechar='"', ndmin=2)
 
-    X = load([header.index(name) for name in names], np.float64)
+
+def _read_columns_fast(path, header, skip, names, target, fmt):
+    """Raises ValueError for anything the careful reader would report (or might read
+    differently)."""
+    X = _load_fast(path, [header.index(name) for name in names], np.float64, skip, fmt)
     if X.shape[0] == 0 or X.shape[1] != len(names) or not np.isfinite(X).all():
         raise ValueError("the careful reader explains this")
     if target is None:
         return X, None
-    labels = np.char.strip(load([header.index(target)], str)[:, 0])
+    labels = np.char.strip(_load_fast(path, [header.index(target)], str, skip, fmt)[:, 0])
     if len(labels) != len(X) or (labels == "").any():
         raise ValueError("the careful reader explains this")
     return X, parse_labels(labels)
 
 
-def _read_columns_carefully(path, names, target):
-    header, rows, lines = _read_table(path)
+def _read_columns_carefully(path, names, target, fmt=CsvFormat()):
+    header, rows, lines = _read_table(path, fmt)
     X = _numeric_columns(path, header, rows, lines, names)
     if target is None:
         return X, None
@@ -185,22 +285,23 @@ def _read_columns_carefully(path, names, target):
     return X, parse_labels(np.array(labels, dtype=str))
 
 
-def _read_table(path) -> tuple[list[str], list[list[str]], list[int]]:
+def _read_table(path, fmt: CsvFormat) -> tuple[list[str], list[list[str]], list[int]]:
     """Header, data rows (cells stripped; blank rows skipped) and each row's line number."""
-    header, _ = _header(path)
+    header, skip = _header(path, fmt)
     rows, lines = [], []
     with _open_text(path) as file:
-        reader = csv.reader(file, skipinitialspace=True)
+        for _ in range(skip):
+            file.readline()
+        reader = csv.reader(file, delimiter=fmt.delimiter, skipinitialspace=True)
         data = _decoded(reader, path)
-        next(row for row in data if any(cell.strip() for cell in row))  # the header
         for row in data:
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, but the "
-                                 f"header has {len(header)}.")
+                raise ValueError(f"{path}, line {skip + reader.line_num}: {len(row)} fields, "
+                                 f"but the header has {len(header)}.")
             rows.append([cell.strip() for cell in row])
-            lines.append(reader.line_num)
+            lines.append(skip + reader.line_num)
     if not rows:
         raise ValueError(f"{path} has a header but no data rows.")
     return header, rows, lines
@@ -211,19 +312,31 @@ def _numeric_columns(path, header, rows, lines, names) -> np.ndarray:
     X = np.empty((len(rows), len(names)), dtype=np.float64)
     for j, name in enumerate(names):
         column = cells[:, header.index(name)]
+        missing = np.flatnonzero([_is_missing(cell) for cell in column])
+        if len(missing):
+            first = column[missing[0]]
+            raise ValueError(f"{path}: column {name!r} has {len(missing)} missing value(s), "
+                             f"the first on line {lines[missing[0]]} "
+                             f"({'empty' if not first else repr(str(first))}): fill them in "
+                             "(e.g. with the column's mean) or drop those rows.")
         try:
             X[:, j] = column.astype(np.float64)
         except ValueError:
-            # numpy does not say which cell failed; find the first one for the message.
-            row = next(i for i, cell in enumerate(column) if not _is_number(cell))
-            what = "is empty" if not column[row] else f"has {str(column[row])!r}"
-            raise ValueError(f"{path}: column {name!r} must be numeric, but line {lines[row]} "
-                             f"{what}.") from None
+            # numpy does not say which cell failed; find them for the message.
+            text = [i for i, cell in enumerate(column) if not _is_number(cell)]
+            raise ValueError(f"{path}: column {name!r} must be numeric, but line "
+                             f"{lines[text[0]]} has {str(column[text[0]])!r} (text in "
+                             f"{len(text)} of {len(column)} rows): encode it as numbers (e.g. "
+                             "one 0/1 column per category) or leave the column out.") from None
         bad = np.flatnonzero(~np.isfinite(X[:, j]))
         if len(bad):
             raise ValueError(f"{path}: column {name!r}, line {lines[bad[0]]}: "
                              f"{str(column[bad[0]])!r} is not a finite number.")
     return X
+
+
+def _is_missing(text: str) -> bool:
+    return text.strip().lower() in MISSING
 
 
 def _is_number(text: str) -> bool:

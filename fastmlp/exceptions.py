@@ -49,3 +49,13 @@ class DataConversionWarning(UserWarning):
 
 class DivergenceWarning(RuntimeWarning):
     """Training produced a non-finite loss or weight; the model keeps the last finite weights."""
+
+
+class TrainingWarning(ConvergenceWarning):
+    """``fit`` ended with a model that cannot have learned (a dead ReLU layer, constant
+    outputs, a loss no better than the class frequencies); the message names the cause and
+    the fix.
+
+    A kind of ConvergenceWarning, as scikit-learn reports an optimisation that ended badly:
+    code that handles how training ended handles this too. Its own class because the fix
+    differs: more epochs will not help, and it can be caught or filtered on its own."""

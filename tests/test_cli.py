@@ -1,12 +1,16 @@
 """The ``fastmlp`` command, driven in subprocesses on files the tests write."""
 
 import csv
+import fcntl
 import os
+import pty
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +24,41 @@ pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceW
 FEATURES = ["income", "score", "loans"]
 
 
-def run(*args, cwd, env=None, timeout=180) -> subprocess.CompletedProcess:
+def run(*args, cwd, env=None, timeout=180, stdin=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fastmlp.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
+                          capture_output=True, text=True, timeout=timeout, input=stdin,
                           env={**os.environ, **(env or {})})
+
+
+def run_on_a_terminal(*args, cwd) -> tuple[int, str]:
+    """Run the command with stderr on a pseudo-terminal; returns its status and stderr."""
+    parent, child = terminal()
+    process = subprocess.Popen([sys.executable, "-m", "fastmlp.cli", *map(str, args)],
+                               cwd=cwd, stdout=subprocess.DEVNULL, stderr=child)
+    os.close(child)
+    stderr = read_terminal(parent)
+    return process.wait(timeout=180), stderr
+
+
+def terminal() -> tuple[int, int]:
+    """A pseudo-terminal of 24 lines of 100 columns (tqdm draws nothing 0 columns wide)."""
+    parent, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    return parent, child
+
+
+def read_terminal(fd: int, until: str | None = None) -> str:
+    """What a pseudo-terminal shows until its writer closes it (or ``until`` appears)."""
+    seen = b""
+    while until is None or until.encode() not in seen:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:     # Linux: the writer closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen.decode(errors="replace")
 
 
 def write_csv(path: Path, header, rows) -> Path:
@@ -83,8 +118,28 @@ def test_train_without_arguments_trains_on_breast_cancer(tmp_path):
                 "epochs", "samples/s", "training time"):
         assert row in out
     assert float(summary_value(out, "test accuracy")) > 0.9
-    assert "FastMLP" in result.stderr and "epoch" in result.stderr  # the progress bar
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal (a log)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_bar_only_on_a_terminal_and_not_quiet(tmp_path, quiet):
+    status, stderr = run_on_a_terminal("train", "--epochs", "5",
+                                       *(["--quiet"] if quiet else []), cwd=tmp_path)
+    assert status == 0, stderr
+    assert ("FastMLP" in stderr and "5/5" in stderr) != quiet, stderr
+
+
+def test_quiet_prints_nothing_for_a_clean_run(tmp_path):
+    write_csv(tmp_path / "d.csv", ["a", "b", "y"],
+              [[i % 7, (i * 3) % 5, "u" if i % 7 > 3 else "v"] for i in range(40)])
+    (tmp_path / "d.tsv").write_text((tmp_path / "d.csv").read_text().replace(",", "\t"))
+    result = run("train", "d.tsv", "--epochs", "3", "--save", "m.npz", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+    assert "d.tsv: tab-separated" in run("train", "d.tsv", "--epochs", "3",
+                                          cwd=tmp_path).stdout
+    told = run("train", "d.tsv", "--delimiter", "tab", "--epochs", "3", cwd=tmp_path)
+    assert told.returncode == 0 and "separated" not in told.stdout   # nothing was assumed
 
 
 def test_compare_sklearn_shows_both_side_by_side(tmp_path):
@@ -161,12 +216,27 @@ def test_early_stopping_plots_validation_accuracy(workdir):
     assert (workdir / "early.png").exists()
 
 
-def test_divergence_is_one_warning_line(workdir):
+def test_divergence_is_a_one_line_error_in_the_commands_words(workdir):
+    """The features were standardised by the command: the advice is --lr only."""
     result = run("train", "train.csv", "--target", "decision", "--lr", "100",
-                 "--activation", "identity", "--epochs", "30", "--quiet", cwd=workdir)
+                 "--activation", "identity", "--epochs", "30", "--save", "diverged.npz",
+                 "--quiet", cwd=workdir)
+    assert_one_line_error(result, "fastmlp: error: Training diverged in epoch",
+                          "Try a smaller --lr (now 100.0).")
+    assert "learning_rate_init" not in result.stderr and "standardi" not in result.stderr
+    assert "keeps the weights" not in result.stderr     # nothing is kept
+    assert not (workdir / "diverged.npz").exists()
+
+
+def test_a_dead_network_is_a_warning_with_the_commands_fix(tmp_path):
+    """Breast-cancer features as they are kill every ReLU unit (the estimator's check)."""
+    result = run("train", "--no-standardize", "--quiet", cwd=tmp_path)
     assert result.returncode == 0
-    assert result.stderr.startswith("fastmlp: warning: Training diverged"), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and ".py:" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastmlp: warning: FastMLP: every ReLU "
+                                                   "unit of hidden layer 1 is inactive")
+    assert "Fix: drop --no-standardize; use a smaller --lr (now 0.01)." in lines[0]
+    assert "learning_rate_init" not in lines[0] and "StandardScaler" not in lines[0]
 
 
 # ------------------------------------------------------------------------------ predict
@@ -181,12 +251,49 @@ def test_predict_matches_the_model_on_raw_features(workdir):
     label column is ignored by name."""
     result = run("predict", "model.npz", "train.csv", cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert "ignoring column(s) the model does not use: decision" in result.stderr
-    predictions = result.stdout.split()
+    predictions = np.array(result.stdout.split())
     rows = read_rows(workdir / "train.csv")[1:]
     assert len(predictions) == len(rows)
     labels = np.array([row[3] for row in rows])
     assert (predictions == labels).mean() > 0.9
+    assert_accuracy_report(result.stderr, predictions, labels, "decision")
+
+
+def assert_accuracy_report(stderr: str, predictions, labels, column: str) -> None:
+    """predict's report on stderr says the accuracy and per-class counts of these rows."""
+    correct = predictions == labels
+    lines = stderr.strip().splitlines()
+    assert lines[0] == (f"fastmlp: accuracy {correct.mean():.4f} ({correct.sum()} of "
+                        f"{len(labels)} rows) against column {column!r}")
+    assert lines[1].split() == ["class", "rows", "predicted", "correct"]
+    for line, label in zip(lines[2:], np.unique(labels), strict=True):
+        assert line.split() == [label, str(np.sum(labels == label)),
+                                str(np.sum(predictions == label)),
+                                str(np.sum(correct & (labels == label)))]
+
+
+def test_predict_reads_standard_input_and_scores_a_named_target(workdir):
+    text = (workdir / "train.csv").read_text().replace(",", ";")
+    result = run("predict", "model.npz", "-", "--target", "decision", cwd=workdir, stdin=text)
+    assert result.returncode == 0, result.stderr
+    from_file = run("predict", "model.npz", "train.csv", "--quiet", cwd=workdir)
+    assert result.stdout == from_file.stdout and from_file.stderr == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == "fastmlp: <stdin>: semicolon-separated (--delimiter to change)"
+    labels = np.array([row[3] for row in read_rows(workdir / "train.csv")[1:]])
+    assert_accuracy_report("\n".join(lines[1:]), np.array(result.stdout.split()), labels,
+                           "decision")
+
+
+def test_predict_does_not_score_a_column_of_other_values(workdir):
+    X, labels = make_table(n=12, seed=2)
+    write_csv(workdir / "other.csv", [*FEATURES, "note"],
+              [[*row, "approve" if i else "maybe"] for i, row in enumerate(X)])
+    result = run("predict", "model.npz", "other.csv", cwd=workdir)
+    assert result.returncode == 0 and len(result.stdout.split()) == 12
+    assert result.stderr == "fastmlp: ignoring column(s) the model does not use: note\n"
+    assert_one_line_error(run("predict", "model.npz", "other.csv", "--target", "nope",
+                              cwd=workdir), "other.csv has no column 'nope'")
 
 
 def test_saved_model_agrees_with_the_training_summary(tmp_path):
@@ -229,6 +336,11 @@ def test_predict_with_a_model_saved_from_python(tmp_path):
     result = run("predict", "m.npz", "x.csv", cwd=tmp_path)
     expected = FastMLP(4, max_iter=3, random_state=0).fit(X, labels == "approve").predict(X)
     assert result.stdout.split() == [str(value) for value in expected]
+    truth = np.array([str(value) for value in labels == "approve"])
+    write_csv(tmp_path / "xy.csv", ["a", "b", "c", "y"], np.column_stack([X, truth]))
+    scored = run("predict", "m.npz", "xy.csv", cwd=tmp_path)
+    assert scored.stdout == result.stdout
+    assert_accuracy_report(scored.stderr, np.array(scored.stdout.split()), truth, "y")
     write_csv(tmp_path / "wide.csv", ["a", "b", "c", "d"], np.column_stack([X, X[:, 0]]))
     assert_one_line_error(run("predict", "m.npz", "wide.csv", cwd=tmp_path),
                           "has 4 columns, but the model takes 3 features")
@@ -237,15 +349,18 @@ def test_predict_with_a_model_saved_from_python(tmp_path):
 # ------------------------------------------------------------------------------ CSV reading
 
 def test_messy_csv_reads_like_a_clean_one(tmp_path):
-    """A byte-order mark, blank lines, spaces around cells and quotes change nothing, in
-    NumPy's fast reader and in the csv-module reader it falls back to for error messages."""
+    """A byte-order mark, blank lines, spaces around cells, quotes and Windows line ends
+    change nothing, in NumPy's fast reader and in the csv-module reader it falls back to for
+    error messages."""
     clean = write_csv(tmp_path / "clean.csv", ["a", "b", "y"],
                       [[1, 2.5, "yes"], [3, -4, "no"], [5, 6e-3, "yes"]])
     messy = tmp_path / "messy.csv"
     messy.write_text('\ufeff\n a , b ,y\n1, 2.5 , yes\n\n"3",-4,"no"\n5 ,6e-3, yes \n\n',
                      encoding="utf-8")
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(clean.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
     X, y, names = datasets.read_csv(clean)
-    for path in (clean, messy):
+    for path in (clean, messy, crlf):
         got = datasets.read_csv(path)
         assert np.array_equal(got[0], X) and np.array_equal(got[1], y) and got[2] == names
         careful = datasets._read_columns_carefully(path, ["a", "b"], "y")
@@ -263,21 +378,134 @@ def test_labels_print_as_written(tmp_path, labels, expected):
     assert datasets.read_csv(path)[1].tolist() == expected
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("a,b,y\n1,2,u\n3,4,v\n", datasets.CsvFormat(",", True)),
+    ("a;b;y\n1;2;u\n3;4;v\n", datasets.CsvFormat(";", True)),
+    ("1\t2\tu\n3\t4\tv\n", datasets.CsvFormat("\t", False)),
+    ("x|y\n0.5|1\n1.5|0\n", datasets.CsvFormat("|", True)),
+    ("1,2.5,yes\n,4,no\n5,NA,yes\n", datasets.CsvFormat(",", False)),  # missing cells
+    ("city,country\nParis,France\nLima,Peru\n", datasets.CsvFormat(",", True)),  # text only
+    ('"1,5";2;u\n"3,5";4;v\n', datasets.CsvFormat(";", False)),  # commas inside quotes
+])
+def test_delimiter_and_header_are_detected(tmp_path, text, expected):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    assert datasets.sniff_format(path) == expected
+    assert datasets.sniff_format(datasets.TextSource(text)) == expected
+
+
+def test_a_csv_without_a_header_is_read_and_said_so(tmp_path):
+    X, labels = make_table(n=60)
+    rows = [[*map(str, row), label] for row, label in zip(X, labels)]
+    (tmp_path / "bare.csv").write_text("".join(",".join(row) + "\n" for row in rows))
+    result = run("train", "bare.csv", "--epochs", "3", "--save", "m.npz", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "bare.csv: no header row (its first row holds data), columns named col1..col4 "
+        "(--header yes if the first row names the columns)")
+    assert "bare.csv: 60 samples, 3 features, labels approve, reject" in result.stdout
+    assert list(fastmlp.load(tmp_path / "m.npz").feature_names_in_) == ["col1", "col2", "col3"]
+    # Told otherwise, the first row names the columns, and the command says nothing about it.
+    forced = run("train", "bare.csv", "--header", "yes", "--epochs", "3", "--test-size", "0",
+                 "--save", "m2.npz", cwd=tmp_path)
+    assert forced.returncode == 0 and "no header" not in forced.stdout
+    assert list(fastmlp.load(tmp_path / "m2.npz").feature_names_in_) == rows[0][:3]
+
+
+@pytest.mark.parametrize("values, task", [
+    (["1.0", "2.0", "3.0"], "classification"),      # integers as floats: labels
+    ([str(i) for i in range(20)], "classification"),
+    ([str(i) for i in range(21)], "regression"),    # more integers than classes
+    (["0.5", "1", "2"], "regression"),
+    (["low", "2.5", "high"], "classification"),
+])
+def test_a_regression_target_is_detected(tmp_path, values, task):
+    rows = [[i, value] for i, value in enumerate(values * 2)]
+    write_csv(tmp_path / "d.csv", ["x", "y"], rows)
+    result = run("train", "d.csv", "--epochs", "1", "--test-size", "0", cwd=tmp_path)
+    if task == "classification":
+        assert result.returncode == 0, result.stderr
+        assert f"labels {', '.join(sorted(set(values)))}" in result.stdout or \
+            f"labels {len(set(values))} classes" in result.stdout
+    else:
+        assert_one_line_error(result, "a regression target", "--task classification")
+        forced = run("train", "d.csv", "--task", "classification", "--epochs", "1",
+                     "--test-size", "0", cwd=tmp_path)
+        assert forced.returncode == 0, forced.stderr
+        assert f"network 1-16-{len(set(values))} (relu)" in forced.stdout
+
+
+# ------------------------------------------------------------------------------ plot
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the command saves, kept for inspection instead of written."""
+    from matplotlib.figure import Figure
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *args, **kwargs: saved.append(self))
+    return saved
+
+
+def lines_by_label(axes) -> dict:
+    return {line.get_label(): line for line in axes.get_lines()}
+
+
+def test_plot_marks_the_epoch_whose_weights_early_stopping_kept(tmp_path, figures):
+    assert cli.main(["train", "--early-stopping", "--epochs", "40", "--plot", "e.png",
+                     "--save", str(tmp_path / "m.npz"), "--quiet"]) == 0
+    scores = fastmlp.load(tmp_path / "m.npz").validation_scores_
+    kept = int(np.argmax(scores)) + 1
+    loss_axes, accuracy_axes = figures[0].axes
+    lines = lines_by_label(accuracy_axes)
+    np.testing.assert_array_equal(lines["fastmlp"].get_ydata(), scores)
+    marker = lines[f"fastmlp: weights of epoch {kept} kept"]
+    assert list(marker.get_xdata()) == [kept, kept]
+    assert any(list(line.get_xdata()) == [kept, kept] for line in loss_axes.get_lines())
+    assert accuracy_axes.get_ylabel() == "validation accuracy"
+
+
+def test_plot_compares_the_accuracy_curves_with_scikit_learn(figures, capsys):
+    assert cli.main(["train", "--compare-sklearn", "--epochs", "4", "--plot", "c.png"]) == 0
+    out = capsys.readouterr().out
+    loss_axes, accuracy_axes = figures[0].axes
+    assert accuracy_axes.get_ylabel() == "test accuracy"
+    curves = lines_by_label(accuracy_axes)
+    assert set(curves) == {"fastmlp", "scikit-learn"}
+    for column, name in enumerate(("fastmlp", "scikit-learn")):
+        accuracy = curves[name].get_ydata()
+        assert len(accuracy) == 4 and len(lines_by_label(loss_axes)[name].get_ydata()) == 4
+        # The last epoch's test accuracy is the one the summary reports.
+        assert f"{accuracy[-1]:.4f}" == summary_value(out, "test accuracy", column)
+    assert summary_value(out, "epochs", 1) == "4 of 4"
+
+
 # ------------------------------------------------------------------------------ errors
 
 ERRORS = [
     (["train", "missing.csv"], "missing.csv: No such file or directory"),
     (["train", "good.csv", "--target", "nope"], "has no column 'nope'; its columns are: a, b, y"),
-    (["train", "text.csv"], "column 'b' must be numeric, but line 3 has 'high'"),
-    (["train", "hole.csv"], "column 'a' must be numeric, but line 2 is empty"),
-    (["train", "nan.csv"], "'nan' is not a finite number"),
+    (["train", "text.csv"], "column 'b' must be numeric, but line 3 has 'high' (text in 1 of "
+                            "2 rows): encode it as numbers"),
+    (["train", "hole.csv"], "column 'a' has 1 missing value(s), the first on line 2 (empty): "
+                            "fill them in (e.g. with the column's mean) or drop those rows"),
+    (["train", "nan.csv"], "column 'a' has 1 missing value(s), the first on line 3 ('nan')"),
+    (["train", "inf.csv"], "column 'a', line 3: 'inf' is not a finite number"),
+    (["train", "header_only.csv"], "header_only.csv has a header but no data rows"),
+    (["train", "regression.csv"], "the target column 'y' holds 8 distinct numbers, not all "
+                                  "integers (0.5, 1.5, 2.5, ...): a regression target"),
+    (["train", "regression.csv", "--test-size", "0"], "add --task classification"),
+    (["train", "good.csv", "--task", "regression"], "fits classifiers only"),
+    (["train", "regression.csv", "--task", "classification"],
+     "cannot make a stratified test split: 8 of the 8 classes have a single row (e.g. '0.5')"),
     (["train", "ragged.csv"], "line 3: 2 fields, but the header has 3"),
     (["train", "empty.csv"], "is empty"),
-    (["train", "one_class.csv", "--test-size", "0"], "only one class"),
+    (["train", "one_class.csv", "--test-size", "0"], "only one class: 'u'."),
     (["train", "model.bin"], "is not a UTF-8 text (CSV) file"),
     (["train", "good.csv", "--dataset", "moons"], "give a CSV file or --dataset, not both"),
     (["train", "--target", "y"], "--target names a column of a CSV file"),
     (["train", "--n-samples", "50"], "apply to --dataset moons only"),
+    (["train", "--header", "no"], "--delimiter and --header describe a CSV file"),
     (["train", "--dataset", "loan", "--test-size", "0.3"], "--test-size does not apply"),
     (["train", "--save", "no/such/dir/m.npz"], "the directory does not exist"),
     (["train", "--plot", "curve.xyz"], "matplotlib cannot write .xyz files"),
@@ -293,6 +521,9 @@ def error_files(tmp_path) -> Path:
     write_csv(tmp_path / "text.csv", ["a", "b", "y"], [[1, 2, "u"], [3, "high", "v"]])
     write_csv(tmp_path / "hole.csv", ["a", "b", "y"], [["", 2, "u"], [3, 4, "v"]])
     write_csv(tmp_path / "nan.csv", ["a", "b", "y"], [[1, 2, "u"], ["nan", 4, "v"]])
+    write_csv(tmp_path / "inf.csv", ["a", "b", "y"], [[1, 2, "u"], ["inf", 4, "v"]])
+    write_csv(tmp_path / "header_only.csv", ["a", "b", "y"], [])
+    write_csv(tmp_path / "regression.csv", ["a", "y"], [[i, i + 0.5] for i in range(8)])
     write_csv(tmp_path / "one_class.csv", ["a", "b", "y"], [[1, 2, "u"], [3, 4, "u"]])
     (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,u\n3,4\n")
     (tmp_path / "empty.csv").write_text("")
@@ -313,6 +544,8 @@ def test_user_mistakes_are_one_line_errors(error_files, args, message):
     (["train", "--momentum", "1"], "expected a number in [0, 1)"),
     (["train", "--dataset", "iris"], "invalid choice: 'iris'"),
     (["train", "--seed", "-3"], "expected an integer in [0, 2**32)"),
+    (["train", "--delimiter", "ab"], "argument --delimiter: expected one character"),
+    (["train", "--task", "ranking"], "argument --task: invalid choice: 'ranking'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "the following arguments are required"),
 ])
@@ -331,17 +564,16 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path):
 
 
 def test_ctrl_c_ends_with_status_130(tmp_path):
+    parent, child = terminal()      # so that the progress bar shows
     process = subprocess.Popen(
         [sys.executable, "-m", "fastmlp.cli", "train", "--dataset", "moons", "--n-samples",
          "100000", "--hidden", "64", "--epochs", "100000", "--tol", "0"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    while "FastMLP" not in seen:  # the progress bar is up: training has started
-        character = process.stderr.read(1)
-        assert character, "the command ended before training started"
-        seen += character
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=child)
+    os.close(child)
+    seen = read_terminal(parent, until="FastMLP")   # the bar is up: training has started
+    assert "FastMLP" in seen, "the command ended before training started"
     process.send_signal(signal.SIGINT)
-    stderr = seen + process.stderr.read()
+    stderr = seen + read_terminal(parent)
     assert process.wait(timeout=60) == 130
     assert "fastmlp: interrupted" in stderr and "Traceback" not in stderr
 

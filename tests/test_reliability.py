@@ -898,6 +898,9 @@ def test_batch_larger_than_the_data_is_full_batch(backend):
     assert_same_weights(weights(huge), weights(full))
 
 
+# Two ReLU units on two rows end dead, which fit rightly warns about; the stopping rule is what
+# this test is about.
+@pytest.mark.filterwarnings("ignore::fastmlp.exceptions.TrainingWarning")
 def test_huge_max_iter_on_tiny_data_stops_by_the_stopping_rule():
     model = FastMLP(hidden_layer_sizes=(2,), max_iter=10**12, random_state=0)
     model.fit([[0.0], [1.0]], [0, 1])

@@ -1,0 +1,229 @@
+"""Training that failed without an error: the checks ``fit`` runs on the model it made.
+
+A network can finish ``fit`` with finite weights and a loss that stopped improving and still
+be useless: every ReLU unit of a layer dead, every logistic/tanh unit saturated, or a loss no
+better than predicting the class frequencies. Each check here is a statement about the
+fitted weights on the training rows, so it cannot fire on a model that learned something:
+
+- a dead ReLU layer (every unit <= 0 on every training row) passes no signal and no gradient;
+- outputs equal on every training row mean the network ignores its input;
+- a training loss within ``NO_BETTER`` of the class-frequency loss, once the stopping rule
+  has fired, means training ended without learning from the features (with early stopping,
+  only when the loss did not move either: data with nothing to learn stop there rightly).
+
+A saturated layer (every unit's slope below ``SATURATED_SLOPE`` on every row) passes no
+gradient, so it and the layers before it have stopped learning; it is named as the cause of
+the last two, not reported alone: the layers after it can still learn from its units' signs.
+
+Training rows that are all alike are exempt from the last two: no network can do better.
+
+The forward pass runs layer by layer through the model's own compiled kernel, on chunks of
+``CHUNK_ROWS`` rows, so the check costs about two predictions over the training data and
+never copies a large X.
+"""
+
+import copy
+import math
+import warnings
+
+import numpy as np
+
+from . import _targets
+from .exceptions import TrainingWarning
+from .kernels import codes
+from .kernels.registry import ACTIVATION_BY_NAME
+
+# A chunk's activations stay within a few MB: the reductions over rows run at cache speed.
+CHUNK_ROWS = 8192
+# A slope this small scales the gradient that reaches a unit to nothing; the |pre-activation|
+# beyond which a unit's slope is smaller: logistic e^-|z| / (1 + e^-|z|)^2 ~ e^-|z|, tanh
+# 4 / (e^z + e^-z)^2 ~ 4 e^-2|z|.
+SATURATED_SLOPE = 1e-8
+SATURATED_Z = {codes.LOGISTIC: -math.log(SATURATED_SLOPE),
+               codes.TANH: 0.5 * math.log(4 / SATURATED_SLOPE)}
+# "No better than the class frequencies": within 1% of their loss.
+NO_BETTER = 0.01
+# Features whose root mean square exceeds this are not on a standardised scale.
+UNSCALED_RMS = 5.0
+STANDARDISE = "standardise the features (e.g. sklearn.preprocessing.StandardScaler)"
+
+
+def warn_training_problems(est, X: np.ndarray, Y: np.ndarray, stacklevel: int = 2) -> None:
+    """Warn (:class:`TrainingWarning`) when the fitted ``est`` is useless on its training rows
+    ``X`` with encoded targets ``Y``; one warning, for the first problem found."""
+    problem = training_problem(est, X, Y)
+    if problem is not None:
+        warnings.warn(problem, TrainingWarning, stacklevel=stacklevel + 1)
+
+
+def training_problem(est, X: np.ndarray, Y: np.ndarray) -> str | None:
+    """What makes the fitted ``est`` useless on ``(X, Y)``, with its cause and fix, or None.
+    A dead or saturated layer is named as the cause only of a useless model: a saturated
+    layer still passes its units' signs on, and the layers after it can learn from them."""
+    stats = _Statistics.of(est, X, Y)
+    name = type(est).__name__
+    lr = f"learning_rate_init (now {est.learning_rate_init})"
+    dead = _first(stats.alive)
+    saturated = _first(stats.lively)
+    because = "" if not saturated else (
+        f": every {est.activation} unit of hidden layer {saturated} is saturated on every "
+        "training sample, so no gradient reaches it or the layers before it")
+    stopped = est._no_improvement_count > est.n_iter_no_change
+    if dead:
+        cause = "large unscaled features" if stats.unscaled() else "too large a learning rate"
+        problem = (f"{name}: every ReLU unit of hidden layer {dead} is inactive (<= 0) on "
+                   "every training sample, so the network predicts the same output for every "
+                   f"input and cannot learn; the usual cause is {cause} in the first epochs")
+        fix = f"use a smaller {lr}."
+    elif stats.constant_outputs():
+        problem = (f"{name}: the network's outputs are the same for every training sample, "
+                   f"so it predicts one class whatever the input{because}")
+        fix = f"try another {lr}."
+    elif stopped and stats.learned_nothing() and (not est.early_stopping or _flat(est)):
+        problem = (f"{name} stopped after {est.n_iter_} epochs with a training loss of "
+                   f"{stats.loss():.4g}, no better than predicting the class frequencies "
+                   f"({stats.prior_loss():.4g})"
+                   f"{because or ': the network did not learn from the features'}")
+        fix = _learning_rate_advice(est, lr)
+    else:
+        return None
+    if not dead and not stats.inputs_vary():
+        return None     # rows all alike: nothing to learn beyond the class frequencies
+    # These read X again, so only for a model found useless.
+    scale = f"{STANDARDISE}; " if stats.unscaled() else ""
+    return f"{problem}. Fix: {scale}{fix}"
+
+
+def _first(flags: list) -> int | None:
+    """The first layer (from 1) none of whose units is flagged, or None."""
+    return next((layer for layer, units in enumerate(flags, start=1)
+                 if units is not None and not units.any()), None)
+
+
+def _flat(est) -> bool:
+    """Whether the training loss moved by less than 0.1% from the first epoch to the last."""
+    curve = est.loss_curve_
+    return len(curve) > 1 and abs(curve[0] - curve[-1]) <= 1e-3 * abs(curve[0])
+
+
+def _learning_rate_advice(est, lr: str) -> str:
+    if _flat(est):
+        return f"the loss barely moved: use a larger {lr}."
+    if est.alpha > 0:
+        return f"try another {lr}, or a smaller alpha (now {est.alpha})."
+    return f"try another {lr}."
+
+
+class _Statistics:
+    """What the checks need from one forward pass over the training rows."""
+
+    def __init__(self, est, X: np.ndarray):
+        n_hidden = len(est._layout) - 1
+        self.activation = ACTIVATION_BY_NAME[est.activation].code
+        self.multiclass = est._kind == _targets.MULTICLASS
+        self.X = X
+        self.peak = [None] * n_hidden       # per unit: largest pre-activation on any row
+        self.least = [None] * n_hidden      # per unit: smallest |pre-activation| on any row
+        self.out_min = self.out_max = self.target_sum = None
+        self.log_loss_sum = 0.0
+        self.n = 0
+
+    @classmethod
+    def of(cls, est, X: np.ndarray, Y: np.ndarray) -> "_Statistics":
+        layers = [_one_layer(est, layer) for layer in range(len(est._layout))]
+        stats = cls(est, X)
+        for start in range(0, X.shape[0], CHUNK_ROWS):
+            stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
+        return stats
+
+    def _add(self, layers, X, Y) -> None:
+        A = X
+        for layer, pre_activations in enumerate(layers[:-1]):
+            Z = pre_activations(A)
+            # Reductions over rows, not elementwise tests: they cost a fraction as much.
+            if self.activation == codes.RELU:
+                self.peak[layer] = _fold(np.maximum, self.peak[layer], Z.max(axis=0))
+                A = np.maximum(Z, 0, out=Z)
+            elif self.activation in SATURATED_Z:
+                self.least[layer] = _fold(np.minimum, self.least[layer],
+                                          np.abs(Z).min(axis=0))
+                with np.errstate(over="ignore"):
+                    A = np.tanh(Z) if self.activation == codes.TANH else 1 / (1 + np.exp(-Z))
+            else:
+                A = Z
+        logits = layers[-1](A).astype(np.float64)
+        self.out_min = _fold(np.minimum, self.out_min, logits.min(axis=0))
+        self.out_max = _fold(np.maximum, self.out_max, logits.max(axis=0))
+        self.log_loss_sum += float(_log_loss(logits, Y.astype(np.float64), self.multiclass))
+        self.target_sum = _fold(np.add, self.target_sum, Y.sum(axis=0, dtype=np.float64))
+        self.n += X.shape[0]
+
+    @property
+    def alive(self) -> list:
+        """Per ReLU layer, which units are > 0 on some row (None for other activations)."""
+        return [None if peak is None else peak > 0 for peak in self.peak]
+
+    @property
+    def lively(self) -> list:
+        """Per logistic/tanh layer, which units are not saturated on some row."""
+        return [None if least is None else least <= SATURATED_Z[self.activation]
+                for least in self.least]
+
+    def inputs_vary(self) -> bool:
+        """Whether the training rows are not all the same (then no output could vary)."""
+        first = self.X[:1]
+        return any((self.X[start:start + CHUNK_ROWS] != first).any()
+                   for start in range(0, self.X.shape[0], CHUNK_ROWS))
+
+    def unscaled(self) -> bool:
+        """Whether some feature's root mean square is off the standardised scale: asked only
+        about a model found useless, so it reads X again rather than slow every check."""
+        sum_squares = sum(np.square(self.X[start:start + CHUNK_ROWS], dtype=np.float64)
+                          .sum(axis=0) for start in range(0, self.X.shape[0], CHUNK_ROWS))
+        return bool(np.sqrt(sum_squares.max() / self.n) > UNSCALED_RMS)
+
+    def constant_outputs(self) -> bool:
+        # A spread within rounding of the outputs' size: the input changes nothing.
+        size = np.maximum(np.abs(self.out_min), np.abs(self.out_max)) + 1
+        return bool((self.out_max - self.out_min <= 1e-9 * size).all())
+
+    def loss(self) -> float:
+        return self.log_loss_sum / self.n
+
+    def prior_loss(self) -> float:
+        """The loss of predicting every row's class (or label) frequencies."""
+        p = np.clip(self.target_sum / self.n, 1e-300, 1)
+        if self.multiclass:
+            return float(-(p * np.log(p)).sum())
+        q = np.clip(1 - self.target_sum / self.n, 1e-300, 1)
+        return float(-(p * np.log(p) + q * np.log(q)).sum())
+
+    def learned_nothing(self) -> bool:
+        return self.loss() >= (1 - NO_BETTER) * self.prior_loss()
+
+
+def _one_layer(est, layer: int):
+    """The function from a layer's inputs to its pre-activations: ``est``'s compiled forward
+    pass on a network of that layer alone (its row of the layout, its units from 0)."""
+    single = copy.copy(est)
+    row = est._layout[layer:layer + 1].copy()
+    row[:, codes.UNIT_OFF] = 0
+    single._layout, single._n_units = row, int(row[0, codes.FAN_OUT])
+    return lambda A: single._forward(np.ascontiguousarray(A), codes.LOGITS)
+
+
+def _log_loss(logits: np.ndarray, Y: np.ndarray, multiclass: bool) -> float:
+    """Summed cross-entropy of the rows, from the logits (no overflow for large ones)."""
+    if multiclass:
+        top = logits.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        return (log_norm - (logits * Y).sum(axis=1)).sum()
+    return (np.logaddexp(0, logits) - Y * logits).sum()
+
+
+def _union(seen, new):
+    return new if seen is None else seen | new
+
+
+def _fold(combine, total, value):
+    return value if total is None else combine(total, value)
