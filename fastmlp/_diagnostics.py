@@ -19,7 +19,8 @@ Training rows that are all alike are exempt from the last two: no network can do
 
 The forward pass runs layer by layer through the model's own compiled kernel, on chunks of
 ``CHUNK_ROWS`` rows, so the check costs about two predictions over the training data and
-never copies a large X.
+never copies a large X; on small data (``COMPILED_FROM_MACS``) it runs in NumPy, so that a
+first fit does not compile the prediction kernel for it.
 """
 
 import copy
@@ -35,6 +36,10 @@ from .kernels.registry import ACTIVATION_BY_NAME
 
 # A chunk's activations stay within a few MB: the reductions over rows run at cache speed.
 CHUNK_ROWS = 8192
+# Below this many multiply-adds (rows times weights) the forward pass runs in NumPy: the
+# compiled one would make a first fit compile the prediction kernel (seconds) to save
+# milliseconds.
+COMPILED_FROM_MACS = 10**8
 # A slope this small scales the gradient that reaches a unit to nothing; the |pre-activation|
 # beyond which a unit's slope is smaller: logistic e^-|z| / (1 + e^-|z|)^2 ~ e^-|z|, tanh
 # 4 / (e^z + e^-z)^2 ~ 4 e^-2|z|.
@@ -130,7 +135,9 @@ class _Statistics:
 
     @classmethod
     def of(cls, est, X: np.ndarray, Y: np.ndarray) -> "_Statistics":
-        layers = [_one_layer(est, layer) for layer in range(len(est._layout))]
+        weights = int((est._layout[:, codes.FAN_IN] * est._layout[:, codes.FAN_OUT]).sum())
+        backend = est.backend if X.shape[0] * weights >= COMPILED_FROM_MACS else "numpy"
+        layers = [_one_layer(est, layer, backend) for layer in range(len(est._layout))]
         stats = cls(est, X)
         for start in range(0, X.shape[0], CHUNK_ROWS):
             stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
@@ -202,10 +209,11 @@ class _Statistics:
         return self.loss() >= (1 - NO_BETTER) * self.prior_loss()
 
 
-def _one_layer(est, layer: int):
-    """The function from a layer's inputs to its pre-activations: ``est``'s compiled forward
-    pass on a network of that layer alone (its row of the layout, its units from 0)."""
+def _one_layer(est, layer: int, backend: str):
+    """The function from a layer's inputs to its pre-activations: ``est``'s forward pass (in
+    ``backend``) on a network of that layer alone (its row of the layout, its units from 0)."""
     single = copy.copy(est)
+    single.backend = backend
     row = est._layout[layer:layer + 1].copy()
     row[:, codes.UNIT_OFF] = 0
     single._layout, single._n_units = row, int(row[0, codes.FAN_OUT])

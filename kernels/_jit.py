@@ -8,18 +8,20 @@ See docs/kernels.md for why each exists and what it was measured to buy.
 """
 
 import hashlib
-from pathlib import Path
+from importlib.resources import files
 
 from numba import config, njit
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
-                                UserProvidedCacheLocator, UserWideCacheLocator)
+                                UserProvidedCacheLocator, UserWideCacheLocator,
+                                ZipCacheLocator)
 
 
 def _kernel_sources_digest() -> str:
-    """A digest of every module of this package, by name and content."""
+    """A digest of every module of this package, by name and content (in a zip file too)."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    modules = (entry for entry in files(__package__).iterdir() if entry.name.endswith(".py"))
+    for module in sorted(modules, key=lambda entry: entry.name):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -46,8 +48,12 @@ class _UserWideLocator(_StampedBySources, UserWideCacheLocator):
     """The user's cache directory, where ``__pycache__`` is not writable."""
 
 
+class _ZipLocator(_StampedBySources, ZipCacheLocator):
+    """The user's cache directory, for a package imported from a zip file."""
+
+
 class _KernelCacheImpl(CompileResultCacheImpl):
-    _locator_classes = [_UserProvidedLocator, _InTreeLocator, _UserWideLocator]
+    _locator_classes = [_UserProvidedLocator, _InTreeLocator, _UserWideLocator, _ZipLocator]
 
 
 class KernelCache(FunctionCache):

@@ -7,11 +7,12 @@ import threading
 
 import numpy as np
 
-from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, UNIT_OFF
+from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, UNIT_OFF
 from .layers import NARROW
+from .losses import TRAINED_OUTPUTS
 from .minibatch import batch_gradient, minibatch_epoch
-from .optimizers import descend
-from .per_sample import per_sample_kernel
+from .optimizers import descend, optimizer_code
+from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
 
 __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "use_blas"]
@@ -25,12 +26,18 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
 
     Plain Python, called once per epoch: choosing the kernel here rather than inside one
     compiled entry point means a fit compiles only the kernel its batch mode runs (the first
-    per-sample fit compiles in about half the time)."""
-    if batch_size == 1:
+    per-sample fit compiles in about half the time). Batch size 1 goes through the per-sample
+    kernel if it implements the optimizer (PER_SAMPLE_OPTIMIZERS), else through the generic
+    path of mini-batches (batch_gradient and descend), one sample a batch."""
+    if output_activation not in TRAINED_OUTPUTS:
+        raise ValueError(f"no loss for output code {output_activation}: training takes "
+                         f"{TRAINED_OUTPUTS}")
+    optimizer = optimizer_code(momentum, nesterov)
+    if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
-        epoch = per_sample_kernel(hidden_activation, output_activation, shallow)
-        total = epoch(params, velocity if momentum != 0 else None, layout, X, Y, order, lr,
-                      alpha if alpha != 0 else None, momentum, nesterov, scratch)
+        epoch = per_sample_kernel(hidden_activation, output_activation, shallow, optimizer)
+        total = epoch(params, velocity if optimizer != SGD else None, layout, X, Y, order, lr,
+                      alpha if alpha != 0 else None, momentum, scratch)
     else:
         batch = min(batch_size, order.size)
         work, threads = None, contextlib.nullcontext()

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._jit import inline_ir, inline_llvm, inline_llvm_reassociating
 from .codes import B_OFF, FAN_IN, FAN_OUT, LOGISTIC, RELU, TANH, UNIT_OFF, W_OFF
-from .optimizers import l2_gradient, sgd_step, step_biases
+from .optimizers import l2_gradient, momentum_update, sgd_update, step_biases
 from .simd import (as_matrix, as_vector, dense_tile, lane_buffer, lanes_in, load_scaled,
                    step_and_accumulate, store_block)
 
@@ -147,13 +147,12 @@ def backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, neste
     for k in range(a.size):
         ak = a[k]
         acc = T(0)
-        # Without momentum the loop touches no velocity, which lets LLVM vectorize it; the
-        # arithmetic is sgd_step's for momentum 0.
+        # Without momentum the loop touches no velocity, which lets LLVM vectorize it.
         if VW is None:
             for j in range(delta.size):
                 w = W[k, j]
                 acc += w * delta[j]
-                w = w - lr * l2_gradient(ak * delta[j], alpha, w)
+                w = sgd_update(w, l2_gradient(ak * delta[j], alpha, w), lr)
                 W[k, j] = w
                 if alpha is not None:
                     squares += w * w
@@ -161,8 +160,8 @@ def backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, neste
             for j in range(delta.size):
                 w = W[k, j]
                 acc += w * delta[j]
-                w = sgd_step(w, l2_gradient(ak * delta[j], alpha, w), VW[k], j, lr, momentum,
-                          nesterov)
+                w = momentum_update(w, l2_gradient(ak * delta[j], alpha, w), VW[k], j, lr,
+                                    momentum, nesterov)
                 W[k, j] = w
                 if alpha is not None:
                     squares += w * w
@@ -186,13 +185,13 @@ def backprop_step_narrow(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum
             for k in range(a.size):
                 w = W[k, j]
                 delta_prev[k] += w * dj
-                W[k, j] = w - lr * l2_gradient(a[k] * dj, alpha, w)
+                W[k, j] = sgd_update(w, l2_gradient(a[k] * dj, alpha, w), lr)
         else:
             for k in range(a.size):
                 w = W[k, j]
                 delta_prev[k] += w * dj
-                W[k, j] = sgd_step(w, l2_gradient(a[k] * dj, alpha, w), VW[k], j, lr, momentum,
-                                nesterov)
+                W[k, j] = momentum_update(w, l2_gradient(a[k] * dj, alpha, w), VW[k], j, lr,
+                                          momentum, nesterov)
     step_biases(b, vb, delta, lr, momentum, nesterov)
     # A narrow layer's few weights in a pass of their own: summed down the columns, their
     # squares would be one chain of dependent additions.
@@ -261,8 +260,8 @@ def step_first_and_forward(W, b, VW, vb, x, delta, x_next, z_next, lr, alpha, mo
         for k in range(x.size):
             xn = x_next[k]
             for j in range(delta.size):
-                w = sgd_step(W[k, j], l2_gradient(x[k] * delta[j], alpha, W[k, j]), VW[k], j, lr,
-                          momentum, nesterov)
+                w = momentum_update(W[k, j], l2_gradient(x[k] * delta[j], alpha, W[k, j]),
+                                    VW[k], j, lr, momentum, nesterov)
                 W[k, j] = w
                 z_next[j] += xn * w
         return sum_of_squares(W) if alpha is not None else T(0)

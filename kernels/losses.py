@@ -1,10 +1,20 @@
 """Output activations and losses: the sigmoid / softmax output, its cross-entropy and the
-output delta ``p - y``, per output code."""
+output delta ``p - y``, per output code.
+
+An output code names an output activation and its loss as a pair (SIGMOID: a sigmoid per
+column with binary cross-entropy; SOFTMAX: softmax with categorical cross-entropy): each pair
+is a branch of output_activate (prediction) and of loss_and_delta (training) with a loss helper
+of its own here, and a branch of the reference's ``_output`` and ``_sample_losses``. Every pair
+so far has the output delta ``p - y``.
+"""
 
 import numpy as np
 
 from ._jit import inline_ir, inline_llvm, standalone
 from .codes import SIGMOID, SOFTMAX
+
+# The output codes training implements (loss_and_delta); prediction also takes LOGITS.
+TRAINED_OUTPUTS = (SIGMOID, SOFTMAX)
 
 
 @inline_ir
@@ -89,7 +99,7 @@ def loss_and_delta(z, y, code, delta, logs, product):
     faster."""
     if code == SOFTMAX:
         loss = _softmax_loss(z, y)
-    else:
+    else:   # SIGMOID (the callers check TRAINED_OUTPUTS)
         loss, logs, product = _sigmoid_loss(z, y, logs, product)
     for j in range(z.size):
         delta[j] = z[j] - y[j]

@@ -17,7 +17,8 @@ from .simd import as_matrix
 def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,
                    scratch, grad):
     """Mean loss of the batch ``X[rows]`` (cross-entropy plus scikit-learn's L2 penalty) and
-    its gradient, written into ``grad``; samples are streamed one at a time."""
+    its gradient, written into ``grad``; samples are streamed one at a time. The output code
+    is one of losses.TRAINED_OUTPUTS."""
     T = params.dtype.type
     last = layout.shape[0] - 1
     n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 
 from ._jit import inline_ir, standalone
-from .codes import CACHE_LINE_BYTES, FAN_OUT, UNIT_OFF
+from .codes import CACHE_LINE_BYTES, FAN_OUT, MOMENTUM, NESTEROV, SGD, UNIT_OFF
 from .layers import (activate, backprop_step, backprop_step_narrow, dense, dense_by_units,
                      dense_narrow, layer_views, scale_by_derivative, step_first_and_forward,
                      sum_squared_weights, units)
@@ -36,10 +36,17 @@ def _optimizer_state(params, velocity, layout, layer):
     return W, b, VW, vb
 
 
+# The optimizer codes this kernel implements (its update helpers and its first layer's SIMD
+# step, simd.step_and_accumulate); dispatch.sgd_epoch trains any other on the generic path.
+OPTIMIZERS = (SGD, MOMENTUM, NESTEROV)
+
+
 @functools.cache
-def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: bool):
-    """The per-sample epoch kernel for a pair of activation codes, made on first use; with
-    ``shallow``, for a network with one hidden layer and a narrow output layer only.
+def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: bool,
+                      optimizer: int):
+    """The per-sample epoch kernel for a pair of activation codes and an optimizer code (one
+    of OPTIMIZERS), made on first use; with ``shallow``, for a network with one hidden layer
+    and a narrow output layer only.
 
     These are constants of the kernel rather than arguments: Numba prunes the branches that
     test them (in activate, scale_by_derivative and loss_and_delta, and here), so a kernel
@@ -47,14 +54,16 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
     (the default network's kind and most users') leaves out the layer loops and the wide
     layers' paths of dense and backprop_step. The price is a compile per combination a user
     trains (Numba's disk cache keys closures by their constants)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"the per-sample kernel has no optimizer of code {optimizer}")
+    nesterov = optimizer == NESTEROV
 
     @standalone
-    def per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, nesterov,
-                         scratch):
+    def per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, scratch):
         """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed
         loss.
 
-        ``velocity`` is None without momentum and ``alpha`` None without an L2 penalty: Numba
+        ``velocity`` is None for SGD and ``alpha`` None without an L2 penalty: Numba
         then compiles a kernel with no momentum or penalty code at all (it prunes branches on
         ``is None``), which is what the default settings run; it compiles in about a second
         less, and the first layer's update takes one multiply-add per weight less.

@@ -55,7 +55,9 @@ def _sample_losses(Z, Y, code):
         M = Z.max(axis=1, keepdims=True)
         log_sum_exp = M[:, 0] + np.log(np.exp(Z - M).sum(axis=1))
         return (Y * (log_sum_exp[:, None] - Z)).sum(axis=1)
-    return (np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z)))).sum(axis=1)
+    if code == SIGMOID:
+        return (np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z)))).sum(axis=1)
+    raise ValueError(f"no loss for output code {code}")
 
 
 def forward(params, layout, X, hidden_activation, output_activation, scratch, out):

@@ -1,5 +1,8 @@
 """fit's checks for a model that trained without error and learned nothing (TrainingWarning)."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -176,3 +179,25 @@ def test_the_chunked_pass_measures_what_predict_proba_says(cancer, data, monkeyp
         A = np.maximum(A @ W + b, 0)
         np.testing.assert_array_equal(stats.alive[layer], (A > 0).any(axis=0))
     assert not stats.constant_outputs()
+
+
+def test_checking_a_small_fit_does_not_compile_the_prediction_kernel(tmp_path):
+    """The check of a small fit runs in NumPy: compiling the prediction kernel for it would
+    add seconds to the first fit a user runs. A fresh interpreter and an empty kernel cache;
+    the raw breast-cancer features make the check find (and so fully run on) a dead layer."""
+    script = """
+import warnings
+from sklearn.datasets import load_breast_cancer
+from fastmlp import FastMLP
+from fastmlp.kernels import predict
+X, y = load_breast_cancer(return_X_y=True)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    FastMLP(random_state=0, max_iter=5).fit(X, y)
+print(len(predict.forward.overloads), *sorted({type(w.message).__name__ for w in caught}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=os.environ | {"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    compiled, *warned = result.stdout.split()
+    assert compiled == "0" and "TrainingWarning" in warned

@@ -21,8 +21,8 @@ from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_clo
 
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
-from fastmlp.kernels import dispatch, layers, losses, reference, simd
-from fastmlp.kernels.codes import BLAS_CHUNK_ROWS, FAN_OUT, LOGITS, SOFTMAX
+from fastmlp.kernels import dispatch, layers, losses, per_sample, reference, simd
+from fastmlp.kernels.codes import BLAS_CHUNK_ROWS, FAN_OUT, LOGITS, RELU, SIGMOID, SOFTMAX
 from fastmlp.kernels.layout import make_layout
 
 N_SAMPLES = 37        # prime: a mini-batch of 5 leaves a last batch of 2
@@ -185,6 +185,39 @@ def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activat
                               f"velocity after epoch {epoch}")
     # A trajectory that went nowhere would match trivially.
     assert not np.allclose(fast.params, network[0])
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_an_optimizer_the_per_sample_kernel_lacks_trains_on_the_generic_path(optimizer,
+                                                                            monkeypatch):
+    """Batch size 1 goes through the per-sample kernel only for the optimizer codes it
+    implements (per_sample.OPTIMIZERS); any other trains on the generic path of mini-batches
+    of one sample, which must walk the reference's trajectory too."""
+    def no_per_sample_kernel(*codes):
+        raise AssertionError("the per-sample kernel was asked for an optimizer it lacks")
+
+    monkeypatch.setattr(dispatch, "PER_SAMPLE_OPTIMIZERS", ())
+    monkeypatch.setattr(dispatch, "per_sample_kernel", no_per_sample_kernel)
+    code, n_outputs = OUTPUTS["binary"]
+    X = make_inputs(N_SAMPLES, N_FEATURES, np.float64, seed=1)
+    Y = make_targets("binary", N_SAMPLES, np.float64, seed=2)
+    network = make_network([N_FEATURES, 6, n_outputs], np.float64, seed=3)
+    assert_same_trajectory(network, X, Y, epoch_orders("permutation", N_SAMPLES, seed=4), 1,
+                           OPTIMIZERS[optimizer], "tanh", code)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_refuses_an_output_code_without_a_loss(backend):
+    params, layout, n_units = make_network([N_FEATURES, 6, 1], np.float64, seed=3)
+    X = make_inputs(N_SAMPLES, N_FEATURES, np.float64, seed=1)
+    with pytest.raises(ValueError, match="output code"):
+        Training(BACKENDS[backend], params, layout, n_units).epoch(
+            X, X[:, :1] > 0, np.arange(N_SAMPLES), 1, OPTIMIZERS["plain"], RELU, LOGITS)
+
+
+def test_the_per_sample_kernel_refuses_an_optimizer_it_lacks():
+    with pytest.raises(ValueError, match="optimizer"):
+        per_sample.per_sample_kernel(RELU, SIGMOID, True, max(per_sample.OPTIMIZERS) + 1)
 
 
 def run_forward(kernels, network, X, activation: str, code: int) -> np.ndarray:
