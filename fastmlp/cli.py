@@ -48,7 +48,10 @@ RECIPES = {
     "moons": {"hidden": [16], "epochs": 50},
     "csv": {"hidden": [16], "epochs": 100},
 }
-DEFAULTS = {"activation": "relu", "batch_size": 1, "lr": 0.01, "init": "glorot", "tol": 1e-4}
+# Options whose default is the estimator's, by option name: read from FastMLP's signature.
+DEFAULTS = {option: FastMLP().get_params()[param] for option, param in (
+    ("activation", "activation"), ("batch_size", "batch_size"), ("lr", "learning_rate_init"),
+    ("init", "init"), ("tol", "tol"))}
 SHUFFLE = {"yes": True, "no": False, "replacement": "replacement"}
 HEADER = {"auto": None, "yes": True, "no": False}
 DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
