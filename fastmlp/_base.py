@@ -10,9 +10,11 @@ paths that hand an estimator to scikit-learn itself (``__sklearn_tags__``).
 """
 
 import contextlib
+import functools
 import inspect
 import math
 import os
+import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -135,6 +137,22 @@ class _Checkpoint:
         self._state = None
 
 
+class stochastic_only:
+    """A method that exists only while the estimator's solver is stochastic (scikit-learn's
+    ``available_if`` on ``partial_fit``): ``hasattr(est, "partial_fit")`` says whether it may
+    be called, and getting it otherwise raises AttributeError naming the solver."""
+
+    def __init__(self, method):
+        self._method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, est, owner=None):
+        if est is None:
+            return self._method
+        est._check_stochastic()
+        return types.MethodType(self._method, est)
+
+
 # Every concrete estimator class by name, as model files name them (filled as classes are
 # defined, so persistence reads it without importing the estimator modules).
 ESTIMATORS: dict[str, type] = {}
@@ -245,9 +263,8 @@ class BaseMLP:
         check_params(self)
         name = type(self).__name__
         stochastic = OPTIMIZER_BY_NAME[self.solver].stochastic
-        if incremental and not stochastic:
-            raise AttributeError("partial_fit is only available for stochastic optimizers. "
-                                 f"{self.solver} is not stochastic.")
+        if incremental:
+            self._check_stochastic()
         fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
         names = feature_names(X)
         X, x_abs_max = check_X(X, name, dtype=None if fresh else self._dtype,
@@ -271,6 +288,11 @@ class BaseMLP:
         else:
             self._train_lbfgs(X, Y, x_abs_max)
         return self
+
+    def _check_stochastic(self) -> None:
+        if not OPTIMIZER_BY_NAME[self.solver].stochastic:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
 
     def _new_optimizer(self, params) -> OptimizerState:
         return OptimizerState.fresh(self.solver, params, float(self.learning_rate_init))

@@ -5,7 +5,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from . import _targets
-from ._base import BaseMLP
+from ._base import BaseMLP, stochastic_only
 from ._validation import check_labels, check_sample_weight, check_y
 
 
@@ -147,10 +147,12 @@ class FastMLP(BaseMLP):
         """Train for up to ``max_iter`` epochs (from the current weights with ``warm_start``)."""
         return self._fit(X, y, incremental=False)
 
+    @stochastic_only
     def partial_fit(self, X, y, classes=None) -> "FastMLP":
         """One epoch over ``(X, y)``. ``classes`` (all labels that will ever be seen) is
         required on the first call unless y is a multi-label indicator matrix. Successive
-        calls on the same data walk the same trajectory as ``fit`` with the same settings."""
+        calls on the same data walk the same trajectory as ``fit`` with the same settings.
+        Only for the stochastic solver ("sgd"), as in scikit-learn."""
         return self._fit(X, y, incremental=True, classes=classes)
 
     def _check_targets(self, y, n_samples: int) -> np.ndarray:

@@ -137,6 +137,8 @@ def test_lbfgs_refuses_partial_fit_and_ignores_stochastic_settings():
     X, y = make_labels("binary", N_SAMPLES, seed=95)
     with pytest.raises(AttributeError, match="only available for stochastic optimizers"):
         FastMLP(solver="lbfgs").partial_fit(X, y, classes=np.unique(y))
+    assert not hasattr(FastMLP(solver="lbfgs"), "partial_fit")
+    assert hasattr(FastMLP(), "partial_fit")
     # early_stopping (even with a validation split too large to make), batch_size, shuffle
     # and momentum are SGD's: the fit is lbfgs's own.
     init = starting_weights([4, *HIDDEN, 1], seed=96)
