@@ -290,7 +290,9 @@ class BaseMLP:
         return self
 
     def _check_stochastic(self) -> None:
-        if not OPTIMIZER_BY_NAME[self.solver].stochastic:
+        # An unknown solver is left to check_params, which names it.
+        solver = OPTIMIZER_BY_NAME.get(self.solver) if isinstance(self.solver, str) else None
+        if solver is not None and not solver.stochastic:
             raise AttributeError("partial_fit is only available for stochastic optimizers. "
                                  f"{self.solver} is not stochastic.")
 

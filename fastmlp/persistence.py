@@ -5,7 +5,8 @@ array and a ``metadata.json`` entry::
 
     metadata.json          format name and version, fastmlp version, the estimator's class
                            name, get_params(), fitted scalars (n_iter_, t_, best_loss_, the
-                           optimizer's name and step count, ...), the RNG state
+                           optimizer's name, step count and current learning rate, ...), the
+                           RNG state
     params.npy             the flat parameter buffer (float32 or float64)
     velocity.npy           the optimizer's state buffers, one entry each, laid out like
                            params.npy (SGD's: its momentum velocity)

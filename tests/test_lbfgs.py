@@ -16,7 +16,7 @@ from test_sklearn_oracle import (N_SAMPLES, RTOL, assert_same_model, starting_we
 
 import fastmlp
 from fastmlp import FastMLP
-from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning
+from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning, TrainingWarning
 from fastmlp.kernels import dispatch
 
 N_ITER = 15
@@ -94,6 +94,12 @@ def test_lbfgs_loss_curve_holds_each_iterations_loss():
                              **dict(LBFGS, max_iter=n_iter)) for n_iter in range(1, 7)]
     assert model.loss_curve_ == [fit.loss_ for fit in shorter]
     assert_same_weights(shorter[-1].coefs_, model.coefs_)
+
+
+def test_lbfgs_stops_at_max_fun_as_sklearn_does():
+    X, _, coefs, _, model, oracle = lbfgs_pair("multiclass", max_iter=50, max_fun=9)
+    assert model.n_iter_ < 9
+    assert_same_lbfgs(model, oracle, X, coefs)
 
 
 def test_warm_started_lbfgs_restarts_from_the_weights_as_sklearn_does():
@@ -245,3 +251,14 @@ def test_lbfgs_model_files_round_trip(tmp_path):
         for continued in (model, loaded):
             continued.set_params(warm_start=True).fit(X, y)
     assert_same_weights(model.coefs_ + model.intercepts_, loaded.coefs_ + loaded.intercepts_)
+
+
+def test_a_useless_lbfgs_fit_is_not_told_to_change_its_learning_rate():
+    # Every ReLU unit starts inactive on every row: no gradient reaches the hidden layer.
+    X, y = make_labels("binary", N_SAMPLES, seed=102)
+    coefs, intercepts = starting_weights([4, 5, 1], seed=103)
+    intercepts[0][:] = -100.0
+    with pytest.warns(TrainingWarning, match="inactive") as caught:
+        FastMLP(5, solver="lbfgs", init=(coefs, intercepts)).fit(X, y)
+    message = next(str(w.message) for w in caught if w.category is TrainingWarning)
+    assert "lbfgs has no learning rate" in message and "learning_rate_init" not in message
