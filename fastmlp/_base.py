@@ -9,9 +9,12 @@ fastmlp's cold start must beat scikit-learn's own. scikit-learn is imported only
 paths that hand an estimator to scikit-learn itself (``__sklearn_tags__``).
 """
 
+import contextlib
+import functools
 import inspect
 import math
 import os
+import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +28,10 @@ from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
 from .kernels.layout import aligned_copy, is_aligned, make_layout, unpack
-from .kernels.registry import ACTIVATION_BY_NAME
+from .kernels.registry import ACTIVATION_BY_NAME, OPTIMIZER_BY_NAME
+
+# The adaptive schedule stops training once the learning rate is this small (scikit-learn's).
+_SMALLEST_ADAPTIVE_RATE = 1e-6
 
 # Below this many rows prediction runs in the calling thread: starting workers costs more.
 _PARALLEL_ROWS = 20_000
@@ -131,6 +137,22 @@ class _Checkpoint:
         self._state = None
 
 
+class stochastic_only:
+    """A method that exists only while the estimator's solver is stochastic (scikit-learn's
+    ``available_if`` on ``partial_fit``): ``hasattr(est, "partial_fit")`` says whether it may
+    be called, and getting it otherwise raises AttributeError naming the solver."""
+
+    def __init__(self, method):
+        self._method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, est, owner=None):
+        if est is None:
+            return self._method
+        est._check_stochastic()
+        return types.MethodType(self._method, est)
+
+
 # Every concrete estimator class by name, as model files name them (filled as classes are
 # defined, so persistence reads it without importing the estimator modules).
 ESTIMATORS: dict[str, type] = {}
@@ -208,6 +230,15 @@ class BaseMLP:
         self._check_fitted()
         return int(self._layout[-1, codes.FAN_OUT])
 
+    @property
+    def loss_(self) -> float:
+        """The loss of the last completed epoch (lbfgs: iteration), as scikit-learn's."""
+        self._check_fitted()
+        if not self.loss_curve_:
+            raise AttributeError(f"{type(self).__name__} has completed no iteration yet, so it "
+                                 "has no loss_.")
+        return self.loss_curve_[-1]
+
     def get_training_state(self) -> TrainingState:
         """The fitted network's state beyond its public attributes: the arrays themselves,
         not copies. Persistence saves it and the CLI transforms it through this method."""
@@ -231,12 +262,15 @@ class BaseMLP:
         # fitted model as it was (a half-replaced network would predict from garbage).
         check_params(self)
         name = type(self).__name__
+        stochastic = OPTIMIZER_BY_NAME[self.solver].stochastic
+        if incremental:
+            self._check_stochastic()
         fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
         names = feature_names(X)
         X, x_abs_max = check_X(X, name, dtype=None if fresh else self._dtype,
                                return_abs_max=True)
         y = self._check_targets(y, X.shape[0])
-        if self.early_stopping and not incremental:
+        if self.early_stopping and stochastic and not incremental:
             self._validation_size(X.shape[0])
         if fresh:
             Y, n_outputs, fitted = self._new_targets(y, classes, incremental, X.dtype)
@@ -245,11 +279,25 @@ class BaseMLP:
             self._check_features(X, names)
             self._check_same_architecture()
             Y = self._more_targets(y, classes, incremental)
-            if not incremental:
-                self._optimizer.reset()
-        self._train(X, Y, y, x_abs_max, n_epochs=1 if incremental else self.max_iter,
-                    incremental=incremental)
+            if not incremental or self._optimizer.name != self.solver:
+                # scikit-learn's: fit starts a new optimizer, partial_fit continues its own.
+                self._optimizer = self._new_optimizer(self._params)
+        if stochastic:
+            self._train(X, Y, y, x_abs_max, n_epochs=1 if incremental else self.max_iter,
+                        incremental=incremental)
+        else:
+            self._train_lbfgs(X, Y, x_abs_max)
         return self
+
+    def _check_stochastic(self) -> None:
+        # An unknown solver is left to check_params, which names it.
+        solver = OPTIMIZER_BY_NAME.get(self.solver) if isinstance(self.solver, str) else None
+        if solver is not None and not solver.stochastic:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+
+    def _new_optimizer(self, params) -> OptimizerState:
+        return OptimizerState.fresh(self.solver, params, float(self.learning_rate_init))
 
     def _check_same_architecture(self) -> None:
         fitted = [int(width) for width in self._layout[:-1, codes.FAN_OUT]]
@@ -263,7 +311,8 @@ class BaseMLP:
         """Set up a new network for this data: shapes, initial weights, and the attributes
         ``targets`` that describe its targets (``classes_`` ...)."""
         sizes = [X.shape[1], *hidden_sizes(self.hidden_layer_sizes), n_outputs]
-        check_network_memory(sizes, X.dtype.itemsize, X.shape[0], self.batch_size)
+        batch_size = self.batch_size if OPTIMIZER_BY_NAME[self.solver].stochastic else "full"
+        check_network_memory(sizes, X.dtype.itemsize, X.shape[0], batch_size)
         layout, n_params, n_units = make_layout(sizes)
         rng = _make_rng(self.random_state)
         params = np.zeros(n_params, dtype=np.float64)
@@ -271,7 +320,7 @@ class BaseMLP:
         params = params.astype(X.dtype)
         fitted = dict(targets, _dtype=X.dtype, n_features_in_=X.shape[1],
                       _layout=layout, _n_units=n_units, _rng=rng, _params=params,
-                      _optimizer=OptimizerState.fresh("sgd", params),
+                      _optimizer=self._new_optimizer(params),
                       loss_curve_=[], n_iter_=0, t_=0, _no_improvement_count=0,
                       best_loss_=np.inf, validation_scores_=None, best_validation_score_=None)
         if names is not None:
@@ -290,33 +339,22 @@ class BaseMLP:
         cannot_overflow = _overflow_bound(self._layout, self.activation, x_abs_max, X.dtype)
         bar = self._progress_bar(n_epochs) if self.verbose and not incremental else None
         stopped, problem = False, None
-        try:
-            # Overflow is reported once, as the DivergenceWarning, by both backends alike
-            # (NumPy would also warn at each operation that overflows).
-            with np.errstate(over="ignore", invalid="ignore"):
-                for _ in range(n_epochs):
-                    checkpoint.save()
-                    loss = run_epoch(self._epoch_order(train_rows))
-                    problem = self._divergence(loss, X, cannot_overflow)
-                    if problem is not None:
-                        checkpoint.roll_back()
-                        self._warn_divergence(problem)
-                        stopped = True
-                        break
-                    stopped = self._record_epoch(loss, len(train_rows), validation) and \
-                        not incremental
-                    checkpoint.commit()
-                    self._report_epoch(bar, loss)
-                    if stopped:
-                        break
-        except KeyboardInterrupt:
-            # The interrupted epoch is discarded: weights, loss curve, n_iter_ and the random
-            # state all describe the last completed one.
-            checkpoint.roll_back()
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
+        with _discarding_interrupted_step(checkpoint, bar):
+            for _ in range(n_epochs):
+                checkpoint.save()
+                loss = run_epoch(self._epoch_order(train_rows))
+                problem = self._divergence(loss, X, cannot_overflow)
+                if problem is not None:
+                    checkpoint.roll_back()
+                    self._warn_divergence(problem)
+                    stopped = True
+                    break
+                stopped = self._record_epoch(loss, len(train_rows), validation) and \
+                    not incremental
+                checkpoint.commit()
+                self._report_epoch(bar, loss)
+                if stopped:
+                    break
         if validation is not None:
             self._params[:] = validation.best_params
             self.best_loss_ = None
@@ -326,6 +364,69 @@ class BaseMLP:
                           stacklevel=4)
         if not incremental and problem is None:     # partial_fit stays a kernel call
             warn_training_problems(self, X, Y, stacklevel=4)
+
+    def _train_lbfgs(self, X, Y, x_abs_max: float) -> None:
+        """scikit-learn's lbfgs solver: SciPy's L-BFGS-B on the full-batch loss, for up to
+        ``max_iter`` iterations and ``max_fun`` loss evaluations, converged when the projected
+        gradient is at most ``tol``. Each iteration is booked like an epoch (its loss in
+        ``loss_curve_``, ``n_iter_``); the model is the last completed iteration's, also when
+        a later one diverges or is interrupted (Ctrl-C)."""
+        from scipy.optimize import minimize     # SciPy costs import time: only when used
+
+        kernels = _backend(self.backend)
+        self._align_params()
+        params, layout = self._params, self._layout
+        alpha = self._dtype.type(self.alpha)
+        hidden, output = ACTIVATION_BY_NAME[self.activation].code, self._output_code
+        rows = np.arange(X.shape[0])
+        packing = _sklearn_order(layout)
+        # Loss evaluations run on their own buffer: a line search's trial points never reach
+        # the model, so an interrupt leaves the last completed iteration.
+        trial, grad = aligned_copy(params), np.empty_like(params)
+        scratch = np.empty(2 * self._n_units, dtype=self._dtype)
+
+        def loss_and_gradient(packed):
+            trial[packing] = packed
+            loss = kernels.batch_gradient(trial, layout, X, Y, rows, alpha, hidden, output,
+                                          scratch, grad)
+            return float(loss), grad[packing].astype(np.float64, copy=False)
+
+        checkpoint = _Checkpoint(self)
+        cannot_overflow = _overflow_bound(layout, self.activation, x_abs_max, X.dtype)
+        bar = self._progress_bar(self.max_iter) if self.verbose else None
+        problems = []
+
+        def book_iteration(intermediate_result):
+            checkpoint.save()
+            params[packing] = intermediate_result.x
+            loss = float(intermediate_result.fun)
+            problem = self._divergence(loss, X, cannot_overflow)
+            if problem is not None:
+                checkpoint.roll_back()
+                problems.append(problem)
+                raise StopIteration     # halts L-BFGS-B
+            self.loss_curve_.append(loss)
+            self.n_iter_ += 1
+            checkpoint.commit()
+            self._report_epoch(bar, loss)
+
+        self.best_loss_ = None      # the stochastic solvers' stopping rule is not used
+        with _discarding_interrupted_step(checkpoint, bar):
+            result = minimize(loss_and_gradient, params[packing].astype(np.float64),
+                              method="L-BFGS-B", jac=True, callback=book_iteration,
+                              options=dict(maxfun=self.max_fun, maxiter=self.max_iter,
+                                           gtol=self.tol))
+        if problems:
+            self._warn_divergence(problems[0])
+            return
+        if result.status != 0:
+            n_iter = min(result.nit, self.max_iter)
+            advice = "Increase the number of iterations to improve the convergence (max_iter=" \
+                f"{self.max_iter}).\n" if n_iter == self.max_iter else ""
+            warnings.warn(f"lbfgs failed to converge after {n_iter} iteration(s) (status="
+                          f"{result.status}):\n{result.message}\n\n{advice}You might also want "
+                          "to scale the features.", ConvergenceWarning, stacklevel=4)
+        warn_training_problems(self, X, Y, stacklevel=4)
 
     def _stopping_setup(self, X, y, early: bool):
         """The rows to train on, and with early stopping the held-out validation data."""
@@ -344,14 +445,10 @@ class BaseMLP:
         kernels = _backend(self.backend)
         batch = n if self.batch_size == "full" else min(int(self.batch_size), n)
         T = self._dtype.type
-        lr, alpha, momentum = T(self.learning_rate_init), T(self.alpha), T(self.momentum)
+        alpha, momentum = T(self.alpha), T(self.momentum)
         nesterov = bool(self.nesterovs_momentum)
         hidden, output = ACTIVATION_BY_NAME[self.activation].code, self._output_code
-        if not is_aligned(self._params):
-            # The kernels want the buffer on a cache line, and NumPy does not promise one.
-            # Before the first epoch nothing holds views of it (a loaded model is aligned on
-            # load, so its coefs_ stay views of the trained buffer).
-            self._params = aligned_copy(self._params)
+        self._align_params()
         params, layout = self._params, self._layout
         velocity = self._optimizer.buffers["velocity"]
         grad = np.empty_like(params)
@@ -359,12 +456,20 @@ class BaseMLP:
         optimizer = self._optimizer
 
         def run_epoch(order) -> float:
+            lr = T(optimizer.learning_rate)     # the schedule's, for this epoch
             loss = float(kernels.sgd_epoch(params, velocity, grad, layout, X, Y, order, batch,
                                            lr, alpha, momentum, nesterov, hidden, output,
                                            scratch))
             optimizer.steps += -(-len(order) // batch)
             return loss
         return run_epoch
+
+    def _align_params(self) -> None:
+        if not is_aligned(self._params):
+            # The kernels want the buffer on a cache line, and NumPy does not promise one.
+            # Before training nothing holds views of it (a loaded model is aligned on load, so
+            # its coefs_ stay views of the trained buffer).
+            self._params = aligned_copy(self._params)
 
     def _divergence(self, loss: float, X, cannot_overflow) -> str | None:
         """What makes the epoch just trained unusable, or None: a non-finite loss or weight,
@@ -380,10 +485,14 @@ class BaseMLP:
         return None
 
     def _warn_divergence(self, problem: str) -> None:
-        warnings.warn(f"Training diverged in epoch {self.n_iter_ + 1}: {problem}. The model "
-                      f"keeps the weights of epoch {self.n_iter_}. Try a smaller "
-                      f"learning_rate_init (now {self.learning_rate_init}) or standardise the "
-                      "features.", DivergenceWarning, stacklevel=5)
+        if OPTIMIZER_BY_NAME[self.solver].stochastic:
+            step, advice = "epoch", (f"Try a smaller learning_rate_init (now "
+                                     f"{self.learning_rate_init}) or standardise the features.")
+        else:
+            step, advice = "iteration", "Try standardising the features."
+        warnings.warn(f"Training diverged in {step} {self.n_iter_ + 1}: {problem}. The model "
+                      f"keeps the weights of {step} {self.n_iter_}. {advice}",
+                      DivergenceWarning, stacklevel=5)
 
     def _record_epoch(self, loss: float, n: int, validation) -> bool:
         """Book a finished epoch: its loss, its validation score with early stopping.
@@ -402,7 +511,22 @@ class BaseMLP:
             improved = loss <= self.best_loss_ - self.tol
             self.best_loss_ = min(self.best_loss_, loss)
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        return self._no_improvement_count > self.n_iter_no_change
+        if self.learning_rate == "invscaling":
+            self._optimizer.learning_rate = \
+                float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+        if self._no_improvement_count <= self.n_iter_no_change:
+            return False
+        return not self._slow_down()
+
+    def _slow_down(self) -> bool:
+        """The adaptive schedule's answer to the stopping rule: divide the learning rate by 5
+        and count afresh, unless it is already too small. Returns whether training goes on."""
+        optimizer = self._optimizer
+        if self.learning_rate != "adaptive" or optimizer.learning_rate <= _SMALLEST_ADAPTIVE_RATE:
+            return False
+        optimizer.learning_rate /= 5.0
+        self._no_improvement_count = 0
+        return True
 
     def _report_epoch(self, bar, loss: float) -> None:
         if bar is not None:
@@ -510,6 +634,33 @@ class BaseMLP:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(run, bounds[:-1], bounds[1:]))
         return out
+
+
+@contextlib.contextmanager
+def _discarding_interrupted_step(checkpoint: _Checkpoint, bar):
+    """Training's context: on Ctrl-C the epoch (lbfgs: iteration) in progress is discarded, so
+    that weights, loss curve, n_iter_ and the random state all describe the last completed
+    one; the progress bar is closed however training ends. Overflow is reported once, as the
+    DivergenceWarning, by both backends alike (NumPy would also warn at each operation)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            yield
+    except KeyboardInterrupt:
+        checkpoint.roll_back()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _sklearn_order(layout) -> np.ndarray:
+    """Indices of the flat buffer in scikit-learn's packed order (every layer's weights, then
+    every layer's biases), so that L-BFGS-B's sums over the parameters add in its order."""
+    weights = [np.arange(row[codes.W_OFF], row[codes.W_OFF] + row[codes.FAN_IN] *
+                         row[codes.FAN_OUT]) for row in layout]
+    biases = [np.arange(row[codes.B_OFF], row[codes.B_OFF] + row[codes.FAN_OUT])
+              for row in layout]
+    return np.concatenate(weights + biases)
 
 
 def _same(a, b) -> bool:

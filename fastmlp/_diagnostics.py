@@ -32,7 +32,7 @@ import numpy as np
 from . import _targets
 from .exceptions import TrainingWarning
 from .kernels import codes
-from .kernels.registry import ACTIVATION_BY_NAME
+from .kernels.registry import ACTIVATION_BY_NAME, OPTIMIZER_BY_NAME
 
 # A chunk's activations stay within a few MB: the reductions over rows run at cache speed.
 CHUNK_ROWS = 8192
@@ -68,6 +68,9 @@ def training_problem(est, X: np.ndarray, Y: np.ndarray) -> str | None:
     stats = _Statistics.of(est, X, Y)
     name = type(est).__name__
     lr = f"learning_rate_init (now {est.learning_rate_init})"
+    # lbfgs picks its own steps: what it can change is the starting point.
+    restart = None if OPTIMIZER_BY_NAME[est.solver].stochastic else \
+        "try another random_state or init (lbfgs has no learning rate)."
     dead = _first(stats.alive)
     saturated = _first(stats.lively)
     because = "" if not saturated else (
@@ -79,11 +82,11 @@ def training_problem(est, X: np.ndarray, Y: np.ndarray) -> str | None:
         problem = (f"{name}: every ReLU unit of hidden layer {dead} is inactive (<= 0) on "
                    "every training sample, so the network predicts the same output for every "
                    f"input and cannot learn; the usual cause is {cause} in the first epochs")
-        fix = f"use a smaller {lr}."
+        fix = restart or f"use a smaller {lr}."
     elif stats.constant_outputs():
         problem = (f"{name}: the network's outputs are the same for every training sample, "
                    f"so it predicts one class whatever the input{because}")
-        fix = f"try another {lr}."
+        fix = restart or f"try another {lr}."
     elif stopped and stats.learned_nothing() and (not est.early_stopping or _flat(est)):
         problem = (f"{name} stopped after {est.n_iter_} epochs with a training loss of "
                    f"{stats.loss():.4g}, no better than predicting the class frequencies "

@@ -11,32 +11,30 @@ from .kernels.registry import OPTIMIZER_BY_NAME
 @dataclass(eq=False)
 class OptimizerState:
     """An optimizer's memory between steps: its buffers (each laid out like the flat parameter
-    buffer, named in :data:`fastmlp.kernels.registry.OPTIMIZERS`) and the steps it has taken.
+    buffer, named in :data:`fastmlp.kernels.registry.OPTIMIZERS`), the steps it has taken and
+    its current learning rate (which a learning-rate schedule changes between epochs).
     Code that saves, restores or transforms it needs no knowledge of which optimizer it is."""
     name: str
     buffers: dict[str, np.ndarray]
     steps: int = 0
+    learning_rate: float = 0.0
 
     @classmethod
-    def fresh(cls, name: str, like: np.ndarray) -> "OptimizerState":
+    def fresh(cls, name: str, like: np.ndarray, learning_rate: float) -> "OptimizerState":
         """A new optimizer's state (zero buffers) for the parameter buffer ``like``."""
         return cls(name, {buffer: np.zeros_like(like)
-                          for buffer in OPTIMIZER_BY_NAME[name].buffers})
-
-    def reset(self) -> None:
-        for buffer in self.buffers.values():
-            buffer[...] = 0
-        self.steps = 0
+                          for buffer in OPTIMIZER_BY_NAME[name].buffers}, 0, learning_rate)
 
     def copy(self) -> "OptimizerState":
         buffers = {key: value.copy() for key, value in self.buffers.items()}
-        return OptimizerState(self.name, buffers, self.steps)
+        return OptimizerState(self.name, buffers, self.steps, self.learning_rate)
 
     def assign(self, other: "OptimizerState") -> None:
         """Take ``other``'s values in place (views of the buffers stay valid)."""
         for key, value in self.buffers.items():
             value[...] = other.buffers[key]
         self.steps = other.steps
+        self.learning_rate = other.learning_rate
 
 
 @dataclass(eq=False)

@@ -13,7 +13,8 @@ import numpy as np
 
 from .exceptions import DataConversionWarning
 from .kernels.codes import BLAS_CHUNK_ROWS
-from .kernels.registry import ACTIVATION_BY_NAME, INIT_SCHEME_BY_NAME
+from .kernels.registry import (ACTIVATION_BY_NAME, INIT_SCHEME_BY_NAME, LEARNING_RATE_SCHEDULES,
+                               OPTIMIZER_BY_NAME)
 
 FLOAT_DTYPES = (np.float64, np.float32)
 # Memory assumed where the system does not report it: refuses only what no machine could train.
@@ -261,10 +262,17 @@ def check_params(est) -> None:
             else isinstance(batch, numbers.Integral) and not isinstance(batch, bool)
             and batch >= 1):
         fail("batch_size", "an int >= 1 or 'full'")
+    if not (isinstance(est.solver, str) and est.solver in OPTIMIZER_BY_NAME):
+        fail("solver", f"a str among {sorted(OPTIMIZER_BY_NAME)}")
     _real(est, "learning_rate_init", fail, low=0, low_open=True)
-    if not (isinstance(est.max_iter, numbers.Integral) and not isinstance(est.max_iter, bool)
-            and est.max_iter >= 1):
-        fail("max_iter", "an int >= 1")
+    if not (isinstance(est.learning_rate, str) and est.learning_rate in LEARNING_RATE_SCHEDULES):
+        fail("learning_rate", f"a str among {sorted(LEARNING_RATE_SCHEDULES)}")
+    _real(est, "power_t", fail, low=0)
+    for param in ("max_iter", "max_fun", "n_iter_no_change"):
+        value = getattr(est, param)
+        if not (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                and value >= 1):
+            fail(param, "an int >= 1")
     if not (isinstance(est.shuffle, (bool, np.bool_)) or _is_str(est.shuffle, "replacement")):
         fail("shuffle", "True, False or 'replacement'")
     _real(est, "momentum", fail, low=0, high=1, high_open=True)
@@ -272,9 +280,6 @@ def check_params(est) -> None:
         fail("nesterovs_momentum", "a bool")
     _real(est, "alpha", fail, low=0)
     _real(est, "tol", fail, low=0)
-    if not (isinstance(est.n_iter_no_change, numbers.Integral)
-            and not isinstance(est.n_iter_no_change, bool) and est.n_iter_no_change >= 1):
-        fail("n_iter_no_change", "an int >= 1")
     for flag in ("early_stopping", "warm_start"):
         if not isinstance(getattr(est, flag), (bool, np.bool_)):
             fail(flag, "a bool")

@@ -5,15 +5,16 @@ from typing import Literal, Sequence
 import numpy as np
 
 from . import _targets
-from ._base import BaseMLP
+from ._base import BaseMLP, stochastic_only
 from ._validation import check_labels, check_sample_weight, check_y
 
 
 class FastMLP(BaseMLP):
-    """Multilayer-perceptron classifier trained by (per-sample) stochastic gradient descent.
+    """Multilayer-perceptron classifier trained by (per-sample) stochastic gradient descent or
+    L-BFGS.
 
-    The network, loss and optimizer are scikit-learn's ``MLPClassifier(solver="sgd",
-    learning_rate="constant")``: dense layers with a hidden activation, a sigmoid output with
+    The network, loss and optimizers are scikit-learn's ``MLPClassifier(solver="sgd")`` and
+    ``MLPClassifier(solver="lbfgs")``: dense layers with a hidden activation, a sigmoid output with
     binary cross-entropy (binary and multi-label targets) or a softmax with cross-entropy
     (multiclass), L2 penalty ``alpha``, (Nesterov) momentum. Training runs in compiled
     kernels (``backend="numba"``) or in the NumPy reference (``backend="numpy"``); both walk
@@ -28,13 +29,30 @@ class FastMLP(BaseMLP):
     hidden_layer_sizes : int or sequence of int, default (100,)
         Widths of the hidden layers; ``()`` gives logistic/softmax regression.
     activation : {"relu", "logistic" (alias "sigmoid"), "tanh", "identity" (alias "linear")}
+    solver : {"sgd", "lbfgs"}, default "sgd"
+        "sgd": (mini-batch) stochastic gradient descent, one kernel call per epoch. "lbfgs":
+        SciPy's L-BFGS-B on the full-batch loss (scikit-learn's lbfgs, parameters packed in
+        its order); ``batch_size``, ``shuffle``, ``momentum``, the learning rate and
+        ``early_stopping`` do not apply, ``partial_fit`` is refused, and each iteration counts
+        as an epoch: ``n_iter_`` and ``loss_curve_`` (the loss of each iteration's weights).
     batch_size : int or "full", default 1
         Samples per gradient step; the step uses the batch's mean gradient. ``"full"`` is
         full-batch gradient descent. Clipped to the number of training samples.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
+        SGD's step-size schedule, scikit-learn's: "constant" keeps ``learning_rate_init``;
+        "invscaling" uses ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch;
+        "adaptive" divides the step size by 5 whenever the stopping rule would stop, and
+        stops only once it is at most 1e-6. The current step size is optimizer state: ``fit``
+        starts from ``learning_rate_init`` (also with ``warm_start``), ``partial_fit``
+        continues, an interrupted or diverged epoch restores it, and model files keep it.
     learning_rate_init : float > 0, default 0.01
-        Constant step size.
+        The (initial) step size.
+    power_t : float >= 0, default 0.5
+        The exponent of the "invscaling" schedule.
     max_iter : int, default 200
-        Epochs (passes over the training data) for ``fit``.
+        Epochs (passes over the training data) for ``fit``; for lbfgs, iterations.
+    max_fun : int, default 15000
+        lbfgs only: the most loss evaluations ``fit`` may make.
     shuffle : True, False or "replacement", default True
         Each epoch visits a new permutation (True), the samples in the order given (False), or
         n samples drawn with replacement ("replacement").
@@ -44,7 +62,7 @@ class FastMLP(BaseMLP):
     tol, n_iter_no_change : float, int
         scikit-learn's stopping rule: stop when the training loss (or, with early stopping,
         the validation accuracy) has not improved by ``tol`` for ``n_iter_no_change``
-        consecutive epochs.
+        consecutive epochs. For lbfgs, ``tol`` is L-BFGS-B's ``gtol``.
     momentum : float in [0, 1), default 0
     nesterovs_momentum : bool, default True
     alpha : float >= 0, default 0
@@ -66,15 +84,20 @@ class FastMLP(BaseMLP):
     Attributes
     ----------
     classes_, n_features_in_, feature_names_in_ (DataFrame input only), coefs_, intercepts_
-    (views of one flat parameter buffer), loss_curve_, n_iter_, t_, best_loss_,
+    (views of one flat parameter buffer), loss_curve_, loss_ (its last entry), n_iter_, t_,
+    best_loss_ (None after lbfgs),
     validation_scores_, best_validation_score_, n_layers_, n_outputs_, out_activation_.
     """
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *,
+                 solver: Literal["sgd", "lbfgs"] = "sgd",
                  batch_size: int | Literal["full"] = 1,
+                 learning_rate: Literal["constant", "invscaling", "adaptive"] = "constant",
                  learning_rate_init: float = 0.01,
+                 power_t: float = 0.5,
                  max_iter: int = 200,
+                 max_fun: int = 15000,
                  shuffle: bool | Literal["replacement"] = True,
                  random_state=None,
                  tol: float = 1e-4,
@@ -90,9 +113,13 @@ class FastMLP(BaseMLP):
                  backend: Literal["numba", "numpy"] = "numba"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.solver = solver
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
+        self.max_fun = max_fun
         self.shuffle = shuffle
         self.random_state = random_state
         self.tol = tol
@@ -120,10 +147,12 @@ class FastMLP(BaseMLP):
         """Train for up to ``max_iter`` epochs (from the current weights with ``warm_start``)."""
         return self._fit(X, y, incremental=False)
 
+    @stochastic_only
     def partial_fit(self, X, y, classes=None) -> "FastMLP":
         """One epoch over ``(X, y)``. ``classes`` (all labels that will ever be seen) is
         required on the first call unless y is a multi-label indicator matrix. Successive
-        calls on the same data walk the same trajectory as ``fit`` with the same settings."""
+        calls on the same data walk the same trajectory as ``fit`` with the same settings.
+        Only for the stochastic solver ("sgd"), as in scikit-learn."""
         return self._fit(X, y, incremental=True, classes=classes)
 
     def _check_targets(self, y, n_samples: int) -> np.ndarray:

@@ -5,7 +5,8 @@ array and a ``metadata.json`` entry::
 
     metadata.json          format name and version, fastmlp version, the estimator's class
                            name, get_params(), fitted scalars (n_iter_, t_, best_loss_, the
-                           optimizer's name and step count, ...), the RNG state
+                           optimizer's name, step count and current learning rate, ...), the
+                           RNG state
     params.npy             the flat parameter buffer (float32 or float64)
     velocity.npy           the optimizer's state buffers, one entry each, laid out like
                            params.npy (SGD's: its momentum velocity)
@@ -37,6 +38,7 @@ so every file ``save`` writes loads again.
 import collections
 import contextlib
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -66,6 +68,8 @@ FLOAT_DTYPES = ("float32", "float64")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
                   (2, 0): np.lib.format.read_array_header_2_0}
+# Parameters files written before them lack: their defaults are how those models trained.
+PARAMS_ADDED_LATER = ("solver", "learning_rate", "power_t", "max_fun")
 # Every optimizer's state buffers (laid out like params) are entries too.
 OPTIMIZER_BUFFERS = tuple(buffer for optimizer in OPTIMIZERS for buffer in optimizer.buffers)
 ENTRIES = ("params", *OPTIMIZER_BUFFERS, "layout", "classes", "loss_curve",
@@ -187,6 +191,7 @@ def _describe(est: BaseMLP) -> tuple[dict, dict]:
             "no_improvement_count": int(state.no_improvement_count),
             "optimizer": state.optimizer.name,
             "optimizer_steps": int(state.optimizer.steps),
+            "optimizer_learning_rate": float(state.optimizer.learning_rate),
             "best_loss_": _encode_float(est.best_loss_),
             "best_validation_score_": _encode_float(est.best_validation_score_),
             "classes_are_objects": classes_are_objects,
@@ -513,6 +518,11 @@ def _declared_layers(metadata: dict) -> list[int]:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise _Invalid(f"metadata field {name!r} must be a non-negative integer, got "
                            f"{value!r}.")
+    rate = fitted.get("optimizer_learning_rate", 1.0)
+    if not (isinstance(rate, (int, float)) and not isinstance(rate, bool)
+            and math.isfinite(rate) and rate > 0):
+        raise _Invalid(f"metadata field 'optimizer_learning_rate' must be a positive number, "
+                       f"got {rate!r}.")
     for name in ("best_loss_", "best_validation_score_"):
         if name not in fitted:
             raise _Invalid(f"metadata field {name!r} is missing.")
@@ -649,7 +659,10 @@ def _build(metadata: dict, arrays: dict) -> BaseMLP:
     unknown = set(params) - set(estimator._get_param_names())
     if unknown:
         raise _Invalid(f"unknown parameter(s) {sorted(unknown)} (written by a newer fastmlp?).")
-    # A parameter left out would silently take its default and change the model's answers.
+    # A parameter left out would silently take its default and change the model's answers;
+    # except one added after the file was written, whose default is how its model trained.
+    for name in PARAMS_ADDED_LATER:
+        params.setdefault(name, inspect.signature(estimator).parameters[name].default)
     missing = set(estimator._get_param_names()) - set(params)
     if missing:
         raise _Invalid(f"parameter(s) {sorted(missing)} missing from the metadata.")
@@ -673,9 +686,11 @@ def _build(metadata: dict, arrays: dict) -> BaseMLP:
         est.feature_names_in_ = arrays["feature_names"].astype(object)
     optimizer = fitted.get("optimizer", "sgd")
     buffers = {name: arrays[name] for name in OPTIMIZER_BY_NAME[optimizer].buffers}
+    # Files written before the learning rate was state trained at learning_rate_init.
+    rate = float(fitted.get("optimizer_learning_rate", est.learning_rate_init))
     est.set_training_state(TrainingState(
         aligned_copy(arrays["params"]), layout,
-        OptimizerState(optimizer, buffers, fitted.get("optimizer_steps", 0)), rng,
+        OptimizerState(optimizer, buffers, fitted.get("optimizer_steps", 0), rate), rng,
         fitted["kind"], fitted["no_improvement_count"]))
     est.loss_curve_ = arrays["loss_curve"].tolist()
     est.n_iter_ = fitted["n_iter_"]

@@ -10,7 +10,8 @@ import numpy as np
 from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, UNIT_OFF
 from .layers import NARROW
 from .losses import TRAINED_OUTPUTS
-from .minibatch import batch_gradient, minibatch_epoch
+from .minibatch import batch_gradient as streamed_batch_gradient
+from .minibatch import blas_batch_gradient, minibatch_epoch
 from .optimizers import descend, optimizer_code
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
@@ -40,16 +41,37 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
                       alpha if alpha != 0 else None, momentum, scratch)
     else:
         batch = min(batch_size, order.size)
-        work, threads = None, contextlib.nullcontext()
+        work = None
         if use_blas(layout, batch):
             work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
-            if not (_large_network(layout) and batch >= BLAS_THREADS_FROM_BATCH):
-                threads = ONE_BLAS_THREAD
-        with threads:
+        with _blas_threads_for(layout, batch):
             total = minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size,
                                      lr, alpha, momentum, nesterov, hidden_activation,
                                      output_activation, scratch, work)
     return total / order.size
+
+
+def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,
+                   scratch, grad):
+    """Mean loss of the batch ``X[rows]`` and its gradient in ``grad`` (see
+    :func:`fastmlp.kernels.minibatch.batch_gradient`): through BLAS when the batch is large
+    enough for it (``use_blas``), else streamed one sample at a time in ``scratch``."""
+    if not use_blas(layout, rows.size):
+        return streamed_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
+                                       output_activation, scratch, grad)
+    work = blas_work(layout, X.shape[1], rows.size, params.dtype)
+    with _blas_threads_for(layout, rows.size):
+        return blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
+                                   output_activation, work, grad)
+
+
+def _blas_threads_for(layout, batch_size: int):
+    """The BLAS thread limit for batches of ``batch_size`` samples: BLAS's own threads only
+    for large batches on large networks (smaller products are too small to share)."""
+    if use_blas(layout, batch_size) and not (_large_network(layout)
+                                             and batch_size >= BLAS_THREADS_FROM_BATCH):
+        return ONE_BLAS_THREAD
+    return contextlib.nullcontext()
 
 
 @functools.cache

@@ -72,12 +72,25 @@ TARGET_KINDS = (BINARY, MULTICLASS, MULTILABEL)
 @dataclass(frozen=True)
 class Optimizer:
     """A solver and the state buffers it keeps between steps, each laid out like the flat
-    parameter buffer (a model file stores one entry per buffer)."""
+    parameter buffer (a model file stores one entry per buffer).
+
+    ``stochastic``: it steps on batches, one epoch at a time (partial_fit, learning-rate
+    schedules, batch_size, momentum and early stopping apply); else it minimises the
+    full-batch loss in one call (scikit-learn's lbfgs)."""
     name: str
     buffers: tuple[str, ...]
+    stochastic: bool = True
 
 
-OPTIMIZERS = (Optimizer("sgd", buffers=("velocity",)),)
+OPTIMIZERS = (
+    Optimizer("sgd", buffers=("velocity",)),
+    Optimizer("lbfgs", buffers=(), stochastic=False),
+)
+
+# scikit-learn's learning-rate schedules for SGD: "constant" keeps learning_rate_init,
+# "invscaling" sets it to learning_rate_init / (t_ + 1) ** power_t after each epoch,
+# "adaptive" divides it by 5 whenever the stopping rule would stop.
+LEARNING_RATE_SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
 @dataclass(frozen=True)

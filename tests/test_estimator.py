@@ -54,6 +54,9 @@ with warnings.catch_warnings():
         FastMLP(hidden_layer_sizes=(5,), max_iter=50, random_state=0, batch_size=8,
                 learning_rate_init=0.1, momentum=0.5, alpha=1e-3, shuffle="replacement",
                 early_stopping=True, backend="numpy"),
+        FastMLP(hidden_layer_sizes=(5,), max_iter=50, random_state=0, solver="lbfgs"),
+        FastMLP(hidden_layer_sizes=(5,), max_iter=30, random_state=0, batch_size=4,
+                learning_rate="adaptive", learning_rate_init=0.1, n_iter_no_change=2),
     ])
 
 

@@ -214,6 +214,14 @@ BAD_PARAMS = [
 ] + [
     ("max_iter", value) for value in [0, -1, 1.5, True, None]
 ] + [
+    ("solver", value) for value in ["adam", "LBFGS", None, ["sgd"]]
+] + [
+    ("learning_rate", value) for value in ["optimal", "Constant", None, ["adaptive"]]
+] + [
+    ("power_t", value) for value in [-0.5, np.nan, np.inf, "0.5", True]
+] + [
+    ("max_fun", value) for value in [0, -1, 1.5, True, None]
+] + [
     ("momentum", value) for value in [1, 1.5, -0.1, np.nan]
 ] + [
     ("alpha", value) for value in [-1e-4, np.inf, np.nan]

@@ -28,25 +28,33 @@ def starting_weights(sizes, seed: int):
     return coefs, intercepts
 
 
+def oracle_settings(params: dict) -> dict:
+    """``params`` over the settings both estimators share in these tests: no shuffling, and a
+    stopping rule that does not stop."""
+    return dict(shuffle=False, tol=0.0, n_iter_no_change=N_EPOCHS + 1, max_iter=N_EPOCHS) | \
+        params
+
+
 def train_sklearn(X, y, coefs, intercepts, **params) -> MLPClassifier:
     """MLPClassifier trained from the given weights: one throw-away fit sets up its classes and
-    shapes, then a warm-started fit runs from our weights (it updates coefs_ in place)."""
-    model = MLPClassifier(solver="sgd", learning_rate="constant", shuffle=False, tol=0.0,
-                          n_iter_no_change=N_EPOCHS + 1, warm_start=True, max_iter=1,
-                          **params)
+    shapes, then a warm-started fit runs from our weights (it updates coefs_ in place), with
+    the throw-away epoch's bookkeeping (t_, the stopping rule's count) undone."""
+    settings = oracle_settings(dict(solver="sgd", learning_rate="constant") | params)
+    max_iter = settings.pop("max_iter")
+    model = MLPClassifier(warm_start=True, max_iter=1, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SklearnConvergenceWarning)
         model.fit(X, y)
         model.coefs_ = [W.copy() for W in coefs]
         model.intercepts_ = [b.copy() for b in intercepts]
         model.loss_curve_ = []
-        model.set_params(max_iter=N_EPOCHS).fit(X, y)
+        model.t_, model.best_loss_, model._no_improvement_count = 0, np.inf, 0
+        model.set_params(max_iter=max_iter).fit(X, y)
     return model
 
 
 def train_fastmlp(X, y, coefs, intercepts, **params) -> FastMLP:
-    model = FastMLP(init=(coefs, intercepts), shuffle=False, tol=0.0,
-                    n_iter_no_change=N_EPOCHS + 1, max_iter=N_EPOCHS, **params)
+    model = FastMLP(init=(coefs, intercepts), **oracle_settings(params))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(X, y)
@@ -61,12 +69,17 @@ def assert_same_path(kind: str, backend: str = "numba", **params) -> None:
     model = train_fastmlp(X, y, coefs, intercepts, backend=backend, **params)
     assert model.n_iter_ == oracle.n_iter_ == N_EPOCHS
     assert_relative_close(model.loss_curve_, oracle.loss_curve_, RTOL, "loss_curve_")
+    assert_same_model(model, oracle, X, coefs)
+
+
+def assert_same_model(model, oracle, X, coefs, rtol: float = RTOL) -> None:
+    """The same weights and predictions, to ``rtol``, and the oracle moved from ``coefs``."""
     for layer, (W, b) in enumerate(zip(oracle.coefs_, oracle.intercepts_)):
-        assert_relative_close(model.coefs_[layer], W, RTOL, f"coefs_[{layer}]")
-        assert_relative_close(model.intercepts_[layer], b, RTOL, f"intercepts_[{layer}]")
+        assert_relative_close(model.coefs_[layer], W, rtol, f"coefs_[{layer}]")
+        assert_relative_close(model.intercepts_[layer], b, rtol, f"intercepts_[{layer}]")
     assert not np.allclose(oracle.coefs_[0], coefs[0]), "the oracle did not train"
     np.testing.assert_array_equal(model.predict(X), oracle.predict(X))
-    assert_relative_close(model.predict_proba(X), oracle.predict_proba(X), RTOL)
+    assert_relative_close(model.predict_proba(X), oracle.predict_proba(X), rtol)
 
 
 PLAIN_SGD = dict(batch_size=1, learning_rate_init=0.05, momentum=0.0, alpha=0.0)
