@@ -32,6 +32,7 @@ import numpy as np
 from . import _targets
 from .exceptions import TrainingWarning
 from .kernels import codes
+from .kernels.reference import activate
 from .kernels.registry import ACTIVATION_BY_NAME, OPTIMIZER_BY_NAME
 
 # A chunk's activations stay within a few MB: the reductions over rows run at cache speed.
@@ -153,14 +154,11 @@ class _Statistics:
             # Reductions over rows, not elementwise tests: they cost a fraction as much.
             if self.activation == codes.RELU:
                 self.peak[layer] = _fold(np.maximum, self.peak[layer], Z.max(axis=0))
-                A = np.maximum(Z, 0, out=Z)
             elif self.activation in SATURATED_Z:
                 self.least[layer] = _fold(np.minimum, self.least[layer],
                                           np.abs(Z).min(axis=0))
-                with np.errstate(over="ignore"):
-                    A = np.tanh(Z) if self.activation == codes.TANH else 1 / (1 + np.exp(-Z))
-            else:
-                A = Z
+            with np.errstate(over="ignore"):
+                A = activate(Z, self.activation)    # the reference's formula, for any code
         logits = layers[-1](A).astype(np.float64)
         self.out_min = _fold(np.minimum, self.out_min, logits.min(axis=0))
         self.out_max = _fold(np.maximum, self.out_max, logits.max(axis=0))

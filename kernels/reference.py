@@ -13,7 +13,7 @@ from .codes import LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
 from .layout import unpack
 
 
-def _activate(Z, code):
+def activate(Z, code):
     if code == RELU:
         return np.maximum(Z, 0)
     if code == LOGISTIC:
@@ -67,7 +67,7 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
     coefs, intercepts = unpack(params, layout)
     A = X
     for W, b in zip(coefs[:-1], intercepts[:-1]):
-        A = _activate(A @ W + b, hidden_activation)
+        A = activate(A @ W + b, hidden_activation)
     out[...] = _output(A @ coefs[-1] + intercepts[-1], output_activation)
 
 
@@ -81,7 +81,7 @@ def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_
     n = len(rows)
     A = [X[rows]]
     for W, b in zip(coefs[:-1], intercepts[:-1]):
-        A.append(_activate(A[-1] @ W + b, hidden_activation))
+        A.append(activate(A[-1] @ W + b, hidden_activation))
     Z = A[-1] @ coefs[-1] + intercepts[-1]
     Y = Y[rows]
     penalty = sum((W * W).sum() for W in coefs)

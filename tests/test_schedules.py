@@ -5,7 +5,6 @@ partial_fit, warm start, model files)."""
 import json
 import warnings
 
-import numpy as np
 import pytest
 from conftest import BACKENDS, assert_relative_close, assert_same_weights, make_labels
 from test_persistence import metadata_of, rewrite
