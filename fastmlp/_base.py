@@ -43,7 +43,10 @@ _PARALLEL_ROWS = 20_000
 _FORWARD_BLOCK = 4 * codes.FORWARD_TILE_ROWS
 
 
+@functools.cache
 def _backend(name: str):
+    """The kernels' module for a backend's name, imported on first use (the compiled one
+    imports Numba)."""
     if name == "numpy":
         from .kernels import reference
         return reference
@@ -596,11 +599,13 @@ class BaseMLP:
         X = check_X(X, type(self).__name__, dtype=self._dtype)
         self._check_features(X, names)
         code = codes.LOGITS if logits else self._output_code
-        # Overflow is handled below, the same for both backends (NumPy's would also warn).
-        with np.errstate(over="ignore", invalid="ignore"):
+        # Overflow is handled below, the same for both backends: NumPy's would also warn, and
+        # the compiled kernels never do.
+        with np.errstate(over="ignore", invalid="ignore") if self.backend == "numpy" else \
+                contextlib.nullcontext():
             out = self._forward(X, code)
-            if np.isnan(out.sum()):
-                self._refuse_overflow(X, out)
+        if np.isnan(out).any():
+            self._refuse_overflow(X, out)
         return out
 
     def _refuse_overflow(self, X, out) -> None:

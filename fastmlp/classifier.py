@@ -257,9 +257,12 @@ class FastMLP(BaseMLP):
         """Class probabilities, columns in the order of ``classes_`` (for multi-label, the
         probability of each label)."""
         P = self._outputs(X)
-        if self._kind == _targets.BINARY:
-            return np.hstack([1 - P, P])
-        return P
+        if self._kind != _targets.BINARY:
+            return P
+        both = np.empty((P.shape[0], 2), dtype=P.dtype)
+        np.subtract(1, P[:, 0], out=both[:, 0])
+        both[:, 1] = P[:, 0]
+        return both
 
     def predict_log_proba(self, X) -> np.ndarray:
         P = self.predict_proba(X)
