@@ -499,6 +499,12 @@ def _check_digest(metadata: dict, arrays: dict) -> None:
                        "(corrupted, or edited after it was saved).")
 
 
+def _optimizer_name(fitted: dict) -> str:
+    """The optimizer a file's state belongs to: files from before optimizers were named hold
+    SGD's."""
+    return fitted.get("optimizer", "sgd")
+
+
 def _declared_layers(metadata: dict) -> list[int]:
     """``[n_features_in_, *hidden_layer_sizes]`` from the metadata, after checking the fitted
     fields that decide the entries' shapes and dtypes."""
@@ -509,7 +515,7 @@ def _declared_layers(metadata: dict) -> list[int]:
     dtype = fitted.get("dtype")
     if dtype not in FLOAT_DTYPES:
         raise _Invalid(f"dtype {dtype!r} is not float32 or float64.")
-    optimizer = fitted.get("optimizer", "sgd")     # files before optimizer names were sgd's
+    optimizer = _optimizer_name(fitted)
     if optimizer not in OPTIMIZER_BY_NAME:
         raise _Invalid(f"optimizer {optimizer!r} is not one of {tuple(OPTIMIZER_BY_NAME)}.")
     for name in ("n_features_in_", "n_iter_", "t_", "no_improvement_count",
@@ -546,7 +552,7 @@ def _expected_entries(metadata: dict, sizes: list[int]) -> dict[str, _Expected]:
     """The dtype and shape of every entry of a model with layer widths ``sizes``."""
     fitted = metadata["fitted"]
     n_params = int(make_layout(sizes)[1])
-    optimizer_buffers = OPTIMIZER_BY_NAME[fitted.get("optimizer", "sgd")].buffers
+    optimizer_buffers = OPTIMIZER_BY_NAME[_optimizer_name(fitted)].buffers
     explicit_init = isinstance(metadata["params"].get("init"), dict)
     return {
         "params": _Expected(fitted["dtype"], (n_params,)),
@@ -684,7 +690,7 @@ def _build(metadata: dict, arrays: dict) -> BaseMLP:
     est.n_features_in_ = fitted["n_features_in_"]
     if "feature_names" in arrays:
         est.feature_names_in_ = arrays["feature_names"].astype(object)
-    optimizer = fitted.get("optimizer", "sgd")
+    optimizer = _optimizer_name(fitted)
     buffers = {name: arrays[name] for name in OPTIMIZER_BY_NAME[optimizer].buffers}
     # Files written before the learning rate was state trained at learning_rate_init.
     rate = float(fitted.get("optimizer_learning_rate", est.learning_rate_init))
