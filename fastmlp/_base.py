@@ -620,25 +620,32 @@ class BaseMLP:
                              "large for its weights. Scale X as the training data was scaled.")
 
     def _forward(self, X, output: int) -> np.ndarray:
-        kernels = _backend(self.backend)
-        out = np.empty((X.shape[0], self.n_outputs_), dtype=self._dtype)
-        hidden = ACTIVATION_BY_NAME[self.activation].code
+        return forward_pass(self.backend, self._params, self._layout, self._n_units, X,
+                            ACTIVATION_BY_NAME[self.activation].code, output)
 
-        def run(start, stop):
-            scratch = np.empty(_FORWARD_BLOCK * self._n_units, dtype=self._dtype)
-            kernels.forward(self._params, self._layout, X[start:stop], hidden, output, scratch,
-                            out[start:stop])
 
-        # Small inputs do not ask for the CPU count: os.cpu_count() reads /sys on Linux, ~15 us,
-        # a fifth of a one-row predict_proba.
-        workers = 1 if X.shape[0] < _PARALLEL_ROWS else os.cpu_count() or 1
-        if workers == 1:
-            run(0, X.shape[0])
-            return out
-        bounds = np.linspace(0, X.shape[0], 4 * workers + 1).astype(np.int64)
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, bounds[:-1], bounds[1:]))
+def forward_pass(backend: str, params, layout, n_units: int, X, hidden: int,
+                 output: int) -> np.ndarray:
+    """The network's outputs (code ``output``) for the rows of X, which has the parameters'
+    dtype and is C-contiguous: large inputs in blocks of rows on every core."""
+    kernels = _backend(backend)
+    out = np.empty((X.shape[0], int(layout[-1, codes.FAN_OUT])), dtype=params.dtype)
+
+    def run(start, stop):
+        scratch = np.empty(_FORWARD_BLOCK * n_units, dtype=params.dtype)
+        kernels.forward(params, layout, X[start:stop], hidden, output, scratch,
+                        out[start:stop])
+
+    # Small inputs do not ask for the CPU count: os.cpu_count() reads /sys on Linux, ~15 us,
+    # a fifth of a one-row predict_proba.
+    workers = 1 if X.shape[0] < _PARALLEL_ROWS else os.cpu_count() or 1
+    if workers == 1:
+        run(0, X.shape[0])
         return out
+    bounds = np.linspace(0, X.shape[0], 4 * workers + 1).astype(np.int64)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, bounds[:-1], bounds[1:]))
+    return out
 
 
 @contextlib.contextmanager
