@@ -116,7 +116,8 @@ class _Checkpoint:
         self._state = None
         self._params[:] = est._params
         self._optimizer.assign(est._optimizer)
-        self._state = dict(n_iter_=est.n_iter_, t_=est.t_, best_loss_=est.best_loss_,
+        self._state = dict(n_iter_=est.n_iter_, n_epochs=len(est.loss_curve_), t_=est.t_,
+                           best_loss_=est.best_loss_,
                            _no_improvement_count=est._no_improvement_count,
                            best_validation_score_=est.best_validation_score_,
                            n_scores=len(est.validation_scores_ or ()),
@@ -135,15 +136,16 @@ class _Checkpoint:
         n_scores = state.pop("n_scores")
         if est.validation_scores_ is not None:
             del est.validation_scores_[n_scores:]
-        del est.loss_curve_[state["n_iter_"]:]
+        del est.loss_curve_[state.pop("n_epochs"):]
         vars(est).update(state)
         self._state = None
 
 
 class stochastic_only:
-    """A method that exists only while the estimator's solver is stochastic (scikit-learn's
-    ``available_if`` on ``partial_fit``): ``hasattr(est, "partial_fit")`` says whether it may
-    be called, and getting it otherwise raises AttributeError naming the solver."""
+    """A method that exists only while the estimator's solver is stochastic and early stopping
+    is off (scikit-learn's ``available_if`` on ``partial_fit``): ``hasattr(est,
+    "partial_fit")`` says whether it may be called, and getting it otherwise raises
+    AttributeError naming the reason."""
 
     def __init__(self, method):
         self._method = method
@@ -152,7 +154,7 @@ class stochastic_only:
     def __get__(self, est, owner=None):
         if est is None:
             return self._method
-        est._check_stochastic()
+        est._check_partial_fit_available()
         return types.MethodType(self._method, est)
 
 
@@ -167,7 +169,8 @@ class BaseMLP:
     (scikit-learn's convention); everything fitted is set by ``fit``.
 
     Subclasses provide the targets: ``_new_targets``, ``_more_targets``, ``_check_targets``,
-    ``_output_code``, ``_score_rows`` (the early-stopping score) and ``_stratify``.
+    ``_output_code``, ``_score_rows`` (the early-stopping score), ``_stratify`` and
+    ``_check_stratifiable``.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -267,7 +270,7 @@ class BaseMLP:
         name = type(self).__name__
         stochastic = OPTIMIZER_BY_NAME[self.solver].stochastic
         if incremental:
-            self._check_stochastic()
+            self._check_partial_fit_available()
         fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
         names = feature_names(X)
         X, x_abs_max = check_X(X, name, dtype=None if fresh else self._dtype,
@@ -275,6 +278,7 @@ class BaseMLP:
         y = self._check_targets(y, X.shape[0])
         if self.early_stopping and stochastic and not incremental:
             self._validation_size(X.shape[0])
+            self._check_stratifiable(y)
         if fresh:
             Y, n_outputs, fitted = self._new_targets(y, classes, incremental, X.dtype)
             self._start(X, names, n_outputs, fitted)
@@ -285,6 +289,7 @@ class BaseMLP:
             if not incremental or self._optimizer.name != self.solver:
                 # scikit-learn's: fit starts a new optimizer, partial_fit continues its own.
                 self._optimizer = self._new_optimizer(self._params)
+        self.n_iter_ = 0    # the iterations of this call (scikit-learn's, since its 1.3)
         if stochastic:
             self._train(X, Y, y, x_abs_max, n_epochs=1 if incremental else self.max_iter,
                         incremental=incremental)
@@ -292,12 +297,15 @@ class BaseMLP:
             self._train_lbfgs(X, Y, x_abs_max)
         return self
 
-    def _check_stochastic(self) -> None:
+    def _check_partial_fit_available(self) -> None:
         # An unknown solver is left to check_params, which names it.
         solver = OPTIMIZER_BY_NAME.get(self.solver) if isinstance(self.solver, str) else None
         if solver is not None and not solver.stochastic:
             raise AttributeError("partial_fit is only available for stochastic optimizers. "
                                  f"{self.solver} is not stochastic.")
+        if self.early_stopping is True:
+            # Its validation split would differ call by call (scikit-learn refuses it too).
+            raise AttributeError("partial_fit does not support early_stopping=True")
 
     def _new_optimizer(self, params) -> OptimizerState:
         return OptimizerState.fresh(self.solver, params, float(self.learning_rate_init))

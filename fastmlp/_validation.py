@@ -275,10 +275,13 @@ def check_params(est) -> None:
     if not (isinstance(est.learning_rate, str) and est.learning_rate in LEARNING_RATE_SCHEDULES):
         fail("learning_rate", f"a str among {sorted(LEARNING_RATE_SCHEDULES)}")
     _real(est, "power_t", fail, low=0)
-    for param in ("max_iter", "max_fun", "n_iter_no_change"):
+    for param in ("max_iter", "max_fun"):
         value = getattr(est, param)
         if not (_is_int(value) and value >= 1):
             fail(param, "an int >= 1")
+    patience = est.n_iter_no_change
+    if not (_is_int(patience) and patience >= 1 or _is_real(patience) and patience == np.inf):
+        fail("n_iter_no_change", "an int >= 1 or numpy.inf (never stop early)")
     if not (isinstance(est.shuffle, (bool, np.bool_)) or _is_str(est.shuffle, "replacement")):
         fail("shuffle", "True, False or 'replacement'")
     _real(est, "momentum", fail, low=0, high=1, high_open=True)

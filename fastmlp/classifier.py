@@ -172,6 +172,12 @@ class FastMLP(BaseMLP):
         self._check_same_targets(y)
         if incremental:
             self._check_same_classes(classes)
+        elif self._kind != _targets.MULTILABEL:
+            labels = np.unique(y)
+            if not np.array_equal(labels, self.classes_):
+                raise ValueError("warm_start can only be used where `y` has the same classes as "
+                                 f"in the previous call to fit. Previously got "
+                                 f"{self.classes_}, `y` has {labels}")
         return _targets.encode(y, self.classes_, self._kind, self._dtype)
 
     def _stratify(self, y, rows: np.ndarray) -> np.ndarray:
@@ -179,6 +185,18 @@ class FastMLP(BaseMLP):
         if self._kind == _targets.MULTILABEL:
             return rows
         return rows[np.argsort(np.searchsorted(self.classes_, y[rows]), kind="stable")]
+
+    def _check_stratifiable(self, y) -> None:
+        """Refuse early stopping's stratified split when a class has a single sample (it
+        cannot be in both parts; scikit-learn's train_test_split refuses it too)."""
+        if y.ndim == 2:
+            return
+        counts = np.unique(y, return_counts=True)[1]
+        if counts.min() < 2:
+            raise ValueError("The least populated class in y has only 1 member, which is too "
+                             "few. The minimum number of groups for any class cannot be less "
+                             "than 2. (early_stopping splits each class between training and "
+                             "validation.)")
 
     def _target_kind_and_classes(self, y, classes, incremental: bool):
         kind = _targets.target_kind(y)

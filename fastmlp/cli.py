@@ -660,7 +660,6 @@ def _fit_sklearn(params: dict, data: _Data, track_test: bool, quiet: bool) -> _R
         # fit's stopping rule, which partial_fit keeps count of but does not apply.
         if model._no_improvement_count > model.n_iter_no_change:
             break
-    model.n_iter_ = len(run.test_accuracy)  # each partial_fit counts itself as epoch 1
     return run
 
 
@@ -681,10 +680,11 @@ def _summary(runs: list[_Run], data: _Data) -> str:
 def _stop_reason(model: FastMLP) -> str | None:
     """Why fastmlp stopped before --epochs (a divergence has been warned about already)."""
     no_improvement = model.get_training_state().no_improvement_count
-    if model.n_iter_ == model.max_iter or no_improvement <= model.n_iter_no_change:
+    epochs = len(model.loss_curve_)
+    if epochs == model.max_iter or no_improvement <= model.n_iter_no_change:
         return None
     what = "validation accuracy" if model.early_stopping else "training loss"
-    return (f"fastmlp stopped after {model.n_iter_} epochs: the {what} improved by less than "
+    return (f"fastmlp stopped after {epochs} epochs: the {what} improved by less than "
             f"--tol {model.tol} for more than {model.n_iter_no_change} epochs in a row")
 
 
@@ -700,7 +700,8 @@ def _measure(run: _Run, data: _Data) -> dict[str, str]:
     for part, X, y in parts:
         loss = _log_loss(model.predict_proba(X), y, model.classes_)
         measures[f"{part} log-loss"] = f"{loss:.4f}"
-    measures["epochs"] = f"{model.n_iter_} of {model.max_iter}"
+    # Epochs of the whole run: the tracked runs call partial_fit once per epoch.
+    measures["epochs"] = f"{len(model.loss_curve_)} of {model.max_iter}"
     measures["samples/s"] = f"{model.t_ / run.seconds:,.0f}"
     measures["training time"] = _seconds(run.seconds)
     return measures
@@ -753,7 +754,7 @@ def _figure(plt, runs: list[_Run], data: _Data):
         loss_axes.plot(epochs, run.model.loss_curve_, color=f"C{index}", label=run.name)
     loss_axes.set_ylabel("training loss")
     loss_axes.set_yscale("log")
-    loss_axes.set_title(f"{data.title}: {runs[0].model.n_iter_} epochs")
+    loss_axes.set_title(f"{data.title}: {len(runs[0].model.loss_curve_)} epochs")
     if curves[0]:
         accuracy_axes = axes[1, 0]
         for index, (run, curve) in enumerate(zip(runs, curves)):

@@ -187,6 +187,7 @@ def _describe(est: BaseMLP) -> tuple[dict, dict]:
             "dtype": state.params.dtype.name,
             "n_features_in_": int(est.n_features_in_),
             "n_iter_": int(est.n_iter_),
+            "n_epochs": len(est.loss_curve_),
             "t_": int(est.t_),
             "no_improvement_count": int(state.no_improvement_count),
             "optimizer": state.optimizer.name,
@@ -505,6 +506,12 @@ def _optimizer_name(fitted: dict) -> str:
     return fitted.get("optimizer", "sgd")
 
 
+def _n_epochs(fitted: dict):
+    """The length of the loss curve: files from before n_iter_ counted each fit call
+    separately hold n_iter_ entries."""
+    return fitted.get("n_epochs", fitted.get("n_iter_"))
+
+
 def _declared_layers(metadata: dict) -> list[int]:
     """``[n_features_in_, *hidden_layer_sizes]`` from the metadata, after checking the fitted
     fields that decide the entries' shapes and dtypes."""
@@ -519,11 +526,15 @@ def _declared_layers(metadata: dict) -> list[int]:
     if optimizer not in OPTIMIZER_BY_NAME:
         raise _Invalid(f"optimizer {optimizer!r} is not one of {tuple(OPTIMIZER_BY_NAME)}.")
     for name in ("n_features_in_", "n_iter_", "t_", "no_improvement_count",
-                 "optimizer_steps"):
-        value = fitted.get(name, 0) if name == "optimizer_steps" else fitted.get(name)
+                 "optimizer_steps", "n_epochs"):
+        value = fitted.get(name, 0) if name == "optimizer_steps" else _n_epochs(fitted) \
+            if name == "n_epochs" else fitted.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise _Invalid(f"metadata field {name!r} must be a non-negative integer, got "
                            f"{value!r}.")
+    if fitted["n_iter_"] > _n_epochs(fitted):
+        raise _Invalid(f"n_iter_ {fitted['n_iter_']} exceeds the epochs of the loss curve "
+                       f"({_n_epochs(fitted)}).")
     rate = fitted.get("optimizer_learning_rate", 1.0)
     if not (isinstance(rate, (int, float)) and not isinstance(rate, bool)
             and math.isfinite(rate) and rate > 0):
@@ -561,8 +572,8 @@ def _expected_entries(metadata: dict, sizes: list[int]) -> dict[str, _Expected]:
         "layout": _layout_expected(metadata, len(sizes) - 1),
         "classes": _Expected(None, (2 if fitted["kind"] == "binary" else sizes[-1],),
                              kinds="biufUS", what="numbers or text"),
-        "loss_curve": _Expected("float64", (fitted["n_iter_"],)),
-        "validation_scores": _Expected("float64", (fitted["n_iter_"],), required=False,
+        "loss_curve": _Expected("float64", (_n_epochs(fitted),)),
+        "validation_scores": _Expected("float64", (_n_epochs(fitted),), required=False,
                                        at_most=True),
         "feature_names": _Expected(None, (sizes[0],), kinds="U", what="text", required=False),
         "init_params": _Expected("float64", (n_params,), required=explicit_init),

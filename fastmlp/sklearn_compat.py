@@ -31,7 +31,9 @@ from sklearn.neural_network import MLPRegressor as _SklearnMLPRegressor
 from sklearn.neural_network._multilayer_perceptron import BaseMultilayerPerceptron
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.utils import shuffle
-from sklearn.utils.validation import validate_data
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ._base import _sklearn_order, forward_pass
 from .kernels import registry
@@ -310,7 +312,53 @@ class _LbfgsProblem:
 
 
 class MLPClassifier(_CompiledLoops, _SklearnMLPClassifier):
-    __doc__ = _SklearnMLPClassifier.__doc__
+    _parameter_constraints: dict = {**_SklearnMLPClassifier._parameter_constraints,
+                                    "class_weight": [dict, StrOptions({"balanced"}), None]}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 class_weight=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun)
+        self.class_weight = class_weight
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        if self.class_weight is not None:
+            if incremental and isinstance(self.class_weight, str):
+                # "balanced" on one batch would weigh each batch's classes differently.
+                raise ValueError(
+                    "class_weight 'balanced' is not supported for partial_fit. To use "
+                    "'balanced' weights, compute them once with sklearn.utils.class_weight."
+                    "compute_class_weight('balanced', classes=classes, y=y) on the whole "
+                    "training set (or a large sample of it) and pass the resulting dict as "
+                    "class_weight.")
+            weights = compute_sample_weight(self.class_weight, y)
+            if sample_weight is not None:
+                weights = weights * _check_sample_weight(sample_weight, weights)
+            sample_weight = weights
+        return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
+
+
+MLPClassifier.__doc__ = _SklearnMLPClassifier.__doc__.replace(
+    "    Attributes\n", """    class_weight : dict, "balanced" or None, default=None
+        fastmlp's addition: weights of the classes, as sample weights of their samples
+        (exactly ``sklearn.utils.class_weight.compute_sample_weight(class_weight, y)``,
+        multiplied into any ``sample_weight``). "balanced" weighs each class by
+        ``n_samples / (n_classes * its count)`` in the data of each ``fit``; ``partial_fit``
+        takes a dict only.
+
+    Attributes\n""", 1)
 
 
 class MLPRegressor(_CompiledLoops, _SklearnMLPRegressor):

@@ -329,7 +329,8 @@ def test_partial_fit_k_times_is_fit_for_k_epochs(kind, settings):
     for _ in range(k):
         stepped.partial_fit(X, y, classes=np.unique(y))
     assert stepped.loss_curve_ == fitted.loss_curve_
-    assert (stepped.n_iter_, stepped.t_) == (fitted.n_iter_, fitted.t_) == (k, k * N_SAMPLES)
+    assert stepped.t_ == fitted.t_ == k * N_SAMPLES
+    assert (stepped.n_iter_, fitted.n_iter_) == (1, k)   # n_iter_ counts each call's epochs
     assert_same_weights(weights(stepped), weights(fitted))
 
 
@@ -368,6 +369,49 @@ def test_warm_start_continues_where_fit_stopped():
     fit_quietly(warm.set_params(max_iter=2), X, y)
     assert warm.loss_curve_ == straight.loss_curve_
     np.testing.assert_array_equal(warm.coefs_[0], straight.coefs_[0])
+
+
+def test_n_iter_counts_the_iterations_of_each_call():
+    # scikit-learn's semantics since its 1.3: the loss curve and t_ accumulate, n_iter_ not.
+    X, y = make_labels("binary", N_SAMPLES, seed=45)
+    model = fit_quietly(small_model(max_iter=3, warm_start=True, tol=0.0), X, y)
+    fit_quietly(model.set_params(max_iter=2), X, y)
+    assert model.n_iter_ == 2 and len(model.loss_curve_) == 5 and model.t_ == 5 * N_SAMPLES
+    model.partial_fit(X, y)
+    assert model.n_iter_ == 1 and len(model.loss_curve_) == 6
+
+
+def test_warm_start_with_other_classes_raises_and_keeps_the_model():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=46)
+    model = fit_quietly(small_model(warm_start=True), X, y)
+    before = model.coefs_[0].copy()
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same "
+                                         "classes"):
+        model.fit(X[y != y[0]], y[y != y[0]])
+    np.testing.assert_array_equal(model.coefs_[0], before)
+
+
+def test_n_iter_no_change_inf_trains_every_epoch():
+    X, y = make_labels("binary", N_SAMPLES, seed=47)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        model = small_model(max_iter=8, n_iter_no_change=np.inf, tol=1e9).fit(X, y)
+    assert model.n_iter_ == 8
+
+
+def test_early_stopping_refuses_a_class_of_one_sample():
+    X, y = make_labels("multiclass", N_SAMPLES, seed=48)
+    y = y.copy()
+    y[0] = 9
+    with pytest.raises(ValueError, match="least populated class in y has only 1 member"):
+        small_model(early_stopping=True).fit(X, y)
+
+
+def test_partial_fit_refuses_early_stopping():
+    X, y = make_labels("binary", N_SAMPLES, seed=49)
+    model = small_model(early_stopping=True)
+    assert not hasattr(model, "partial_fit")
+    with pytest.raises(AttributeError, match="partial_fit does not support early_stopping=True"):
+        model.partial_fit(X, y, classes=[0, 1])
 
 
 def test_fit_without_warm_start_starts_over():

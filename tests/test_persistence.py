@@ -89,6 +89,7 @@ def test_round_trip_predicts_identically_and_continues_training(tmp_path, case):
     assert np.array_equal(model.predict(X), loaded.predict(X))
     assert loaded.predict(X).dtype == model.predict(X).dtype
     for continued in (model, loaded):
+        continued.set_params(early_stopping=False)  # partial_fit refuses early stopping
         continued.partial_fit(X, y)
         continued.partial_fit(X, y)
     assert_same_state(model, loaded)
@@ -286,7 +287,8 @@ def test_pickled_object_arrays_are_refused_without_unpickling(saved, tmp_path):
     (lambda m: m["fitted"].update(dtype="float16"), "float32 or float64"),
     (lambda m: m["fitted"].update(kind="regression"), "target kind"),
     (lambda m: m["fitted"].update(n_iter_=-1), "non-negative integer"),
-    (lambda m: m["fitted"].update(n_iter_=5), "loss_curve"),
+    (lambda m: m["fitted"].update(n_epochs=5), "loss_curve"),
+    (lambda m: m["fitted"].update(n_iter_=5), "exceeds the epochs of the loss curve"),
     (lambda m: m["fitted"].update(n_features_in_=9), "n_features_in_"),
     (lambda m: m["fitted"].update(best_loss_="big"), "best_loss_"),
     (lambda m: m["params"].update(hidden_layer_sizes=[5]), "hidden_layer_sizes [5]"),
