@@ -92,14 +92,22 @@ class _Network:
         return flat, views
 
 
+def _are_views(arrays, views, flat) -> bool:
+    """Whether ``arrays`` are ``views`` and still views of ``flat`` (pickling and copying
+    keep the objects' identity but give each array memory of its own)."""
+    start, stop = flat.ctypes.data, flat.ctypes.data + flat.nbytes
+    return len(arrays) == len(views) and all(
+        array is view and start <= array.ctypes.data < stop
+        for array, view in zip(arrays, views))
+
+
 def _network(est) -> _Network:
     """``est``'s network in the flat layout: the buffer its ``coefs_`` and ``intercepts_``
     are views of, or a new one holding their values when they are not (scikit-learn's lbfgs
     and early stopping assign new arrays, and so may users); it is then bound as theirs."""
     arrays = [*est.coefs_, *est.intercepts_]
     network = vars(est).get("_network")
-    if network is not None and len(arrays) == len(network.views) and \
-            all(array is view for array, view in zip(arrays, network.views)):
+    if network is not None and _are_views(arrays, network.views, network.params):
         return network
     units = [est.coefs_[0].shape[0], *(coef.shape[1] for coef in est.coefs_)]
     network = _Network(units, np.result_type(*arrays))
@@ -273,7 +281,7 @@ def _flat_state(optimizer, name: str, network: _Network) -> np.ndarray:
     intercept) is made views of, so that the kernels update the optimizer's own state."""
     arrays = getattr(optimizer, name)
     flat, views = getattr(optimizer, "_flat_" + name, (None, ()))
-    if len(arrays) == len(views) and all(a is v for a, v in zip(arrays, views)):
+    if flat is not None and _are_views(arrays, views, flat):
         return flat
     flat, views = network.buffer_like(arrays)
     setattr(optimizer, name, views)
