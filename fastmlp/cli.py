@@ -143,7 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_predict(commands)
     _add_bench(commands)
+    _add_compile(commands)
     return parser
+
+
+def _add_compile(commands) -> None:
+    compile_ = commands.add_parser(
+        "compile", help="compile the kernels of the common configurations ahead of first use",
+        description="Numba compiles each training configuration's kernels on first use (seconds "
+        "each) and caches them on disk. This compiles the common ones (float64 and float32; "
+        "relu, tanh, logistic; momentum and L2; two hidden layers; batch 32; lbfgs) in "
+        "parallel, e.g. after installing or upgrading fastmlp, so that first fits load them.")
+    compile_.add_argument("--jobs", type=_positive_int, metavar="N",
+                          help="worker processes (default: one per core)")
+    compile_.add_argument("--quiet", action="store_true", help="print nothing")
+    compile_.set_defaults(run=compile_command)
 
 
 def _add_train(commands) -> None:
@@ -391,7 +405,16 @@ def train_command(args) -> int:
         data.X_test = None if data.X_test is None else data.X_test.astype(np.float32)
     if not args.quiet:
         print(_describe_training(data, params, args))
+    # A status line while it lasts, on a terminal only (like the progress bar); the report
+    # below says how long it took.
+    status = params["backend"] == "numba" and not args.quiet and sys.stderr.isatty()
+    if status:
+        sys.stderr.write("fastmlp: loading the numba kernels (compiled on first use of a "
+                         "configuration, seconds; `fastmlp compile` prepares the common ones)...")
+        sys.stderr.flush()
     warm_up = _warm_up(params, data)
+    if status:
+        sys.stderr.write("\r\033[K")     # the status line, erased
     if params["backend"] == "numba":
         _note(args, f"numba kernels ready in {_seconds(warm_up)} (compiled on first use, then "
               "loaded from a disk cache; not counted below)")
@@ -581,15 +604,18 @@ def _describe_training(data: _Data, params: dict, args) -> str:
 
 
 def _warm_up(params: dict, data: _Data) -> float:
-    """Train and predict one epoch on one row per class, so that compiling (or loading) the
-    numba kernels for this dtype is not counted as training time. Returns its seconds."""
+    """Train and predict one epoch on one row per class and enough rows for one batch, so
+    that compiling (or loading) the numba kernels that training runs (the batch size decides
+    the kernel) is not counted as training time. Returns its seconds."""
     start = time.perf_counter()
     _, first_rows = np.unique(data.y, return_index=True)
-    rows = _Frame(data.X[first_rows], data.names)
+    batch = len(data.y) if params["batch_size"] == "full" else params["batch_size"]
+    rows = np.union1d(first_rows, np.arange(min(batch, len(data.y))))
+    X = _Frame(data.X[rows], data.names)
     tiny = FastMLP(**{**params, "max_iter": 1, "early_stopping": False, "verbose": False})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # what one epoch on a few rows learns is not news
-        tiny.fit(rows, data.y[first_rows]).predict_proba(rows)
+        tiny.fit(X, data.y[rows]).predict_proba(X)
     return time.perf_counter() - start
 
 
@@ -877,6 +903,22 @@ def _report_accuracy(predicted: np.ndarray, labels: np.ndarray, target: str) -> 
 
 
 # ------------------------------------------------------------------------------ bench
+
+def compile_command(args) -> int:
+    from . import warmup
+
+    def report(configuration: dict, seconds: float) -> None:
+        settings = ", ".join(f"{key}={value}" for key, value in
+                             configuration["params"].items()) or "defaults"
+        _note(args, f"  {configuration['dtype']:8} {configuration['target']:10} {settings}: "
+              f"{_seconds(seconds)}")
+
+    _note(args, f"compiling fastmlp's kernels for {len(warmup.configurations())} common "
+          "configurations (cached on disk for every later process)...")
+    seconds = warmup.compile_kernels(args.jobs, report)
+    _note(args, f"done in {_seconds(seconds)}")
+    return 0
+
 
 def bench_command(args) -> int:
     from sklearn.neural_network import MLPClassifier

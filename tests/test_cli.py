@@ -604,3 +604,41 @@ def test_console_script(tmp_path):
     result = subprocess.run(["fastmlp", "--version"], capture_output=True, text=True,
                             cwd=tmp_path, timeout=60)
     assert result.stdout.strip() == f"fastmlp {fastmlp.__version__}"
+
+
+# ------------------------------------------------------------------------------ compile
+
+def cache_files(cache: Path) -> dict[str, int]:
+    return {str(path): path.stat().st_mtime_ns for path in cache.rglob("*") if path.is_file()}
+
+
+def test_compile_fills_the_cache_that_a_later_fit_loads(tmp_path):
+    # The default configuration in float64 only (the whole list takes a minute of compiling).
+    cache = tmp_path / "cache"
+    env = {"NUMBA_CACHE_DIR": str(cache)}
+    code = ("import sys; from fastmlp import cli, warmup; full = warmup.configurations; "
+            "warmup.configurations = lambda: full()[:2]; "
+            "sys.exit(cli.main(['compile', '--jobs', '2']))")
+    compiled = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, **env})
+    assert compiled.returncode == 0, compiled.stderr
+    assert "float64  binary     defaults" in compiled.stdout
+    assert "float64  multiclass defaults" in compiled.stdout
+    filled = cache_files(cache)
+    assert any(name.endswith(".nbc") for name in filled)
+    fit = ("import numpy as np; from fastmlp.warmup import warm_up_one; "
+           "warm_up_one({}, 'binary', 'float64'); warm_up_one({}, 'multiclass', 'float64')")
+    subprocess.run([sys.executable, "-c", fit], check=True, timeout=300,
+                   env={**os.environ, **env})
+    assert cache_files(cache) == filled     # loaded, nothing compiled or written anew
+
+
+def test_train_warms_up_the_batch_kernel_it_trains_with(tmp_path, monkeypatch):
+    # With batches of 32 or more the BLAS path trains: the warm-up must run it too.
+    fits = []
+    real_fit = FastMLP.fit
+    monkeypatch.setattr(FastMLP, "fit", lambda self, X, y: fits.append(len(y)) or
+                        real_fit(self, X, y))
+    assert cli.main(["train", "--batch-size", "64", "--epochs", "2", "--quiet"]) == 0
+    warm_up_rows, training_rows = fits
+    assert warm_up_rows >= 64 and training_rows == 426

@@ -1,0 +1,75 @@
+"""Compiling the kernels of the common configurations ahead of first use (``fastmlp compile``).
+
+Numba compiles a kernel the first time a configuration trains and keeps it in a disk cache;
+a fresh install, a new Numba or a new fastmlp pays those seconds in its first fits. Warming
+up trains a tiny model of each common configuration, in worker processes on every core, so
+that later fits, in any process using the same cache, load the kernels instead.
+"""
+
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import numpy as np
+
+# FastMLP parameters of the configurations users train most; each compiles its own kernels
+# (the hidden activation, the optimizer, the network's depth and the batch path are
+# compile-time choices). Every one runs in float64 and float32.
+COMMON_CONFIGURATIONS = (
+    {},
+    {"activation": "tanh"},
+    {"activation": "logistic"},
+    {"momentum": 0.9, "alpha": 1e-4},
+    {"hidden_layer_sizes": (16, 16)},
+    {"batch_size": 32},
+    {"batch_size": 32, "momentum": 0.9, "alpha": 1e-4},
+    {"solver": "lbfgs"},
+)
+TARGETS = ("binary", "multiclass")
+DTYPES = ("float64", "float32")
+# Enough rows for a batch of 32 to take its own (BLAS) path.
+ROWS = 64
+
+
+def configurations() -> list[dict]:
+    """Every configuration ``compile_kernels`` warms up, as keyword arguments of
+    ``warm_up_one``."""
+    return [dict(params=params, target=target, dtype=dtype)
+            for dtype in DTYPES for params in COMMON_CONFIGURATIONS for target in TARGETS]
+
+
+def warm_up_one(params: dict, target: str, dtype: str) -> float:
+    """Train and predict a tiny model of one configuration; returns the seconds it took
+    (compiling, or loading from the disk cache, its kernels)."""
+    from .classifier import FastMLP
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(ROWS, 4)).astype(dtype)
+    y = np.arange(ROWS) % (2 if target == "binary" else 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # what two epochs on random rows learn is not news
+        model = FastMLP(**{"hidden_layer_sizes": (8,), "max_iter": 2, **params}).fit(X, y)
+        model.predict_proba(X)
+    return time.perf_counter() - start
+
+
+def _warm_up_kwargs(kwargs: dict) -> float:
+    return warm_up_one(**kwargs)
+
+
+def compile_kernels(jobs: int | None = None, report=None) -> float:
+    """Warm up every configuration of ``configurations()`` in ``jobs`` worker processes
+    (default: one per core); ``report(configuration, seconds)`` is called as each finishes.
+    Returns the wall-clock seconds. Workers are fresh interpreters (spawned): a forked copy
+    of a process that already runs Numba's compiler is not safe."""
+    jobs = jobs or os.cpu_count() or 1
+    start = time.perf_counter()
+    todo = configurations()
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        for configuration, seconds in zip(todo, pool.map(_warm_up_kwargs, todo)):
+            if report is not None:
+                report(configuration, seconds)
+    return time.perf_counter() - start
