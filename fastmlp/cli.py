@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _targets, datasets
+from . import _targets, datasets, warmup
 from ._diagnostics import STANDARDISE, warn_training_problems
 from ._validation import check_params
 from ._version import __version__
@@ -151,9 +151,10 @@ def _add_compile(commands) -> None:
     compile_ = commands.add_parser(
         "compile", help="compile the kernels of the common configurations ahead of first use",
         description="Numba compiles each training configuration's kernels on first use (seconds "
-        "each) and caches them on disk. This compiles the common ones (float64 and float32; "
-        "relu, tanh, logistic; momentum and L2; two hidden layers; batch 32; lbfgs) in "
-        "parallel, e.g. after installing or upgrading fastmlp, so that first fits load them.")
+        "each) and caches them on disk. This compiles the common ones in parallel, e.g. after "
+        "installing or upgrading fastmlp, so that first fits load them: " + "; ".join(
+            ", ".join(f"{key}={value}" for key, value in params.items()) or "the defaults"
+            for params in warmup.COMMON_CONFIGURATIONS) + f" (each in {', '.join(warmup.DTYPES)}).")
     compile_.add_argument("--jobs", type=_positive_int, metavar="N",
                           help="worker processes (default: one per core)")
     compile_.add_argument("--quiet", action="store_true", help="print nothing")
@@ -905,8 +906,6 @@ def _report_accuracy(predicted: np.ndarray, labels: np.ndarray, target: str) -> 
 # ------------------------------------------------------------------------------ bench
 
 def compile_command(args) -> int:
-    from . import warmup
-
     def report(configuration: dict, seconds: float) -> None:
         settings = ", ".join(f"{key}={value}" for key, value in
                              configuration["params"].items()) or "defaults"
