@@ -62,12 +62,13 @@ class Training:
         self.grad = np.empty_like(params)
         self.scratch = np.empty(2 * n_units, dtype=params.dtype)
 
-    def epoch(self, X, Y, order, batch_size, settings, hidden, output) -> float:
+    def epoch(self, X, Y, order, batch_size, settings, hidden, output,
+              sample_weight=None) -> float:
         T = self.params.dtype.type
         lr, momentum, nesterov, alpha = settings
         return float(self.kernels.sgd_epoch(
-            self.params, self.velocity, self.grad, self.layout, X, Y, order, batch_size, T(lr),
-            T(alpha), T(momentum), nesterov, hidden, output, self.scratch))
+            self.params, self.velocity, self.grad, self.layout, X, Y, sample_weight, order,
+            batch_size, T(lr), T(alpha), T(momentum), nesterov, hidden, output, self.scratch))
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -169,14 +170,17 @@ def test_per_sample_momentum_on_a_large_first_layer_matches(optimizer, dtype):
                            1, OPTIMIZERS[optimizer], "relu", OUTPUTS["binary"][0])
 
 
-def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activation, code):
-    """Both backends train ``network`` epoch by epoch from the same start; their losses,
-    parameters and momentum agree after every epoch."""
+def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activation, code,
+                           sample_weight=None):
+    """Both backends train ``network`` epoch by epoch from the same start (weighting the
+    samples by ``sample_weight`` unless None); their losses, parameters and momentum agree
+    after every epoch."""
     dtype = network[0].dtype.type
     fast, slow = (Training(kernels, *network) for kernels in (dispatch, reference))
     rtol = RTOL[dtype]
     for epoch, order in enumerate(orders, start=1):
-        args = (X, Y, order, batch_size, optimizer, HIDDEN_CODES[activation], code)
+        args = (X, Y, order, batch_size, optimizer, HIDDEN_CODES[activation], code,
+                sample_weight)
         fast_loss, slow_loss = fast.epoch(*args), slow.epoch(*args)
         assert fast.params.dtype == dtype
         assert_relative_close(fast_loss, slow_loss, rtol, f"loss of epoch {epoch}")
