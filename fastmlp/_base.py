@@ -303,7 +303,8 @@ class BaseMLP:
         """The weights training gives the rows (None: all alike): ``sample_weight`` (checked,
         float64 or None) times the target weights of ``_target_weights``, in the network's
         ``dtype``. ``targets`` holds the fitted attributes that describe the targets."""
-        target_weights = self._target_weights(y, targets, incremental)
+        target_weights = check_sample_weight(self._target_weights(y, targets, incremental),
+                                             len(y), "the sample weights of class_weight")
         if target_weights is not None:
             sample_weight = target_weights if sample_weight is None else \
                 sample_weight * target_weights
@@ -466,8 +467,9 @@ class BaseMLP:
             val_weight = sample_weight[val_rows]
             for rows, part in ((train_rows, "training"), (val_rows, "validation")):
                 if not sample_weight[rows].any():
-                    raise ValueError(f"Every sample early stopping holds out for {part} has "
-                                     "zero weight, so there is nothing to "
+                    raise ValueError(f"Every sample that early stopping keeps for {part} "
+                                     "has zero weight (it holds out validation_fraction of "
+                                     "each class's samples), so there is nothing to "
                                      f"{'train on' if part == 'training' else 'score'}; "
                                      "change validation_fraction or random_state, or give "
                                      "more samples a weight.")

@@ -239,16 +239,17 @@ def check_labels(labels: np.ndarray, what: str) -> None:
                         "into classes_; use labels of one type (e.g. all str).")
 
 
-def check_sample_weight(sample_weight, n_samples: int):
-    """None, or the weights as a float array of n_samples finite, non-negative numbers."""
+def check_sample_weight(sample_weight, n_samples: int, what: str = "sample_weight"):
+    """None, or the weights as a float array of n_samples finite, non-negative numbers
+    (``what`` names them in errors)."""
     if sample_weight is None:
         return None
     weights = np.asarray(sample_weight, dtype=np.float64)
     if weights.shape != (n_samples,):
-        raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n_samples},).")
-    _check_finite(weights, "sample_weight")
+        raise ValueError(f"{what} has shape {weights.shape}, expected ({n_samples},).")
+    _check_finite(weights, what)
     if (weights < 0).any():
-        raise ValueError("sample_weight must not be negative.")
+        raise ValueError(f"{what} must not be negative.")
     return weights
 
 
