@@ -36,7 +36,8 @@ class FastMLP(BaseMLP):
         ``early_stopping`` do not apply, ``partial_fit`` is refused, and each iteration counts
         as an epoch: ``n_iter_`` and ``loss_curve_`` (the loss of each iteration's weights).
     batch_size : int or "full", default 1
-        Samples per gradient step; the step uses the batch's mean gradient. ``"full"`` is
+        Samples per gradient step; the step uses the batch's mean gradient (weighted by
+        ``sample_weight`` and ``class_weight``, see ``fit``). ``"full"`` is
         full-batch gradient descent. Clipped to the number of training samples.
     learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
         SGD's step-size schedule, scikit-learn's: "constant" keeps ``learning_rate_init``;
@@ -66,7 +67,8 @@ class FastMLP(BaseMLP):
     momentum : float in [0, 1), default 0
     nesterovs_momentum : bool, default True
     alpha : float >= 0, default 0
-        L2 penalty, scaled as in scikit-learn (``alpha / 2 * ||W||^2 / batch size``).
+        L2 penalty, scaled as in scikit-learn (``alpha / 2 * ||W||^2 / batch size``, or
+        over the batch's total sample weight).
     early_stopping : bool, default False
         Hold out ``validation_fraction`` of the data (stratified), stop on its accuracy and
         keep the best epoch's weights.
