@@ -6,9 +6,6 @@ every epoch. The estimator is then compared across backends the same way.
 """
 
 import math
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -16,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
-from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_close,
-                      make_inputs, make_labels, make_network, make_targets)
+from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_passes_with_jit_disabled,
+                      assert_relative_close, make_inputs, make_labels, make_network,
+                      make_targets)
 
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
@@ -281,13 +279,8 @@ def test_forward_probabilities_are_the_output_layer_applied_to_logits(backend, o
 def test_kernels_still_run_with_jit_disabled():
     """NUMBA_DISABLE_JIT=1 (coverage, debugging) runs the compiled kernels as plain Python; it
     must still walk the reference's trajectories. A subset of the tests above, rerun so."""
-    selection = ("test_sgd_epoch_trajectories_match and relu and permutation and softmax"
-                 " or test_forward_matches and relu")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
-         selection], env=os.environ | {"NUMBA_DISABLE_JIT": "1"}, capture_output=True,
-        text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_passes_with_jit_disabled(__file__, "test_sgd_epoch_trajectories_match and relu and "
+                                    "permutation and softmax or test_forward_matches and relu")
 
 
 # ------------------------------------------------------------------ estimator, both backends

@@ -8,9 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, assert_relative_close,
-                      assert_same_weights, make_inputs, make_labels, make_network,
-                      make_targets, weights)
+from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, assert_passes_with_jit_disabled,
+                      assert_relative_close, assert_same_weights, make_inputs, make_labels,
+                      make_network, make_targets, weights)
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from test_equivalence import OPTIMIZERS, Training, assert_same_trajectory, epoch_orders
 from test_lbfgs import assert_same_lbfgs, lbfgs_pair
@@ -139,6 +139,12 @@ def test_integer_weights_are_repeated_rows_in_full_batch_descent():
     assert_relative_close(weighted.loss_curve_, repeated.loss_curve_, 1e-10)
     for got, want in zip(weights(weighted), weights(repeated)):
         assert_relative_close(got, want, 1e-10)
+
+
+def test_weighted_kernels_still_run_with_jit_disabled():
+    """NUMBA_DISABLE_JIT=1 runs the weighted kernels as plain Python too."""
+    assert_passes_with_jit_disabled(__file__, "test_weighted_trajectories_match_the_reference "
+                                    "and plain and softmax or zero_weight or zero_total_weight")
 
 
 # ------------------------------------------------------------------ scikit-learn as oracle
