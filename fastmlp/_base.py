@@ -501,7 +501,7 @@ class BaseMLP:
             loss = float(kernels.sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight,
                                            order, batch, lr, alpha, momentum, nesterov, hidden,
                                            output, scratch))
-            optimizer.steps += -(-len(order) // batch)
+            optimizer.steps += _steps_in_epoch(order, batch, sample_weight)
             return loss
         return run_epoch
 
@@ -694,6 +694,15 @@ def _discarding_interrupted_step(checkpoint: _Checkpoint, bar):
     finally:
         if bar is not None:
             bar.close()
+
+
+def _steps_in_epoch(order: np.ndarray, batch: int, sample_weight) -> int:
+    """The optimizer steps of an epoch over ``order`` in batches of ``batch``: one a batch,
+    but none for a batch whose weights sum to zero (the kernels skip it)."""
+    if sample_weight is None:
+        return -(-len(order) // batch)
+    weighted = sample_weight[order] != 0
+    return int(np.logical_or.reduceat(weighted, np.arange(0, len(order), batch)).sum())
 
 
 def _sklearn_order(layout) -> np.ndarray:

@@ -113,6 +113,16 @@ def test_a_batch_of_zero_weight_is_absent(backend, batch_size):
     assert loss * n == pytest.approx(loss_without * kept.size, rel=1e-14)
 
 
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_the_optimizer_counts_no_step_for_a_batch_of_zero_weight(batch_size):
+    X, y = make_labels("binary", 20, seed=46)
+    w = np.ones(20)
+    w[4:8] = 0      # the second batch of 4, four samples
+    model = FastMLP(3, batch_size=batch_size, shuffle=False, random_state=47)
+    model.partial_fit(X, y, np.unique(y), sample_weight=w)
+    assert model.get_training_state().optimizer.steps == (16 if batch_size == 1 else 4)
+
+
 def test_batch_gradient_of_zero_total_weight_is_zero():
     X = make_inputs(5, 4, np.float64, seed=11)
     Y = make_targets("binary", 5, np.float64, seed=12)
@@ -161,10 +171,11 @@ def test_weighted_sgd_walks_sklearns_path(batch_size, momentum, backend):
                      batch_size=batch_size)
 
 
-def test_weighted_binary_sgd_walks_sklearns_path():
-    assert_same_path("binary", sample_weight=ORACLE_WEIGHTS, activation="relu",
+@pytest.mark.parametrize("kind, batch_size", [("binary", 1), ("multilabel", 8)])
+def test_weighted_sigmoid_outputs_walk_sklearns_path(kind, batch_size):
+    assert_same_path(kind, sample_weight=ORACLE_WEIGHTS, activation="relu",
                      hidden_layer_sizes=(7,), learning_rate_init=0.05, momentum=0.0,
-                     alpha=0.01, batch_size=1)
+                     alpha=0.01, batch_size=batch_size)
 
 
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
