@@ -23,7 +23,8 @@ import numpy as np
 
 from ._diagnostics import warn_training_problems
 from ._state import OptimizerState, TrainingState
-from ._validation import check_network_memory, check_params, check_X, feature_names, hidden_sizes
+from ._validation import (check_network_memory, check_params, check_sample_weight,
+                          check_training_weights, check_X, feature_names, hidden_sizes)
 from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
@@ -89,9 +90,11 @@ def _overflow_bound(layout, activation: str, x_abs_max: float, dtype):
 
 @dataclass
 class _Validation:
-    """Early stopping's held-out rows and the weights of its best epoch so far."""
+    """Early stopping's held-out rows (with their sample weights, None when unweighted) and
+    the weights of its best epoch so far."""
     X: np.ndarray
     y: np.ndarray
+    sample_weight: np.ndarray | None
     best_params: np.ndarray
 
 
@@ -170,7 +173,8 @@ class BaseMLP:
 
     Subclasses provide the targets: ``_new_targets``, ``_more_targets``, ``_check_targets``,
     ``_output_code``, ``_score_rows`` (the early-stopping score), ``_stratify`` and
-    ``_check_stratifiable``.
+    ``_check_stratifiable``; and may weigh samples by their targets (``_target_weights``: a
+    classifier's ``class_weight``).
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -263,7 +267,7 @@ class BaseMLP:
 
     # ---------------------------------------------------------------- training
 
-    def _fit(self, X, y, incremental: bool, classes=None):
+    def _fit(self, X, y, incremental: bool, classes=None, sample_weight=None):
         # Every check runs before the estimator changes, so a call that raises leaves a
         # fitted model as it was (a half-replaced network would predict from garbage).
         check_params(self)
@@ -276,26 +280,44 @@ class BaseMLP:
         X, x_abs_max = check_X(X, name, dtype=None if fresh else self._dtype,
                                return_abs_max=True)
         y = self._check_targets(y, X.shape[0])
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
         if self.early_stopping and stochastic and not incremental:
             self._validation_size(X.shape[0])
             self._check_stratifiable(y)
         if fresh:
             Y, n_outputs, fitted = self._new_targets(y, classes, incremental, X.dtype)
+            weights = self._training_weights(y, sample_weight, fitted, incremental, X.dtype)
             self._start(X, names, n_outputs, fitted)
         else:
             self._check_features(X, names)
             self._check_same_architecture()
             Y = self._more_targets(y, classes, incremental)
+            weights = self._training_weights(y, sample_weight, vars(self), incremental, X.dtype)
             if not incremental or self._optimizer.name != self.solver:
                 # scikit-learn's: fit starts a new optimizer, partial_fit continues its own.
                 self._optimizer = self._new_optimizer(self._params)
         self.n_iter_ = 0    # the iterations of this call (scikit-learn's, since its 1.3)
         if stochastic:
-            self._train(X, Y, y, x_abs_max, n_epochs=1 if incremental else self.max_iter,
-                        incremental=incremental)
+            self._train(X, Y, y, weights, x_abs_max,
+                        n_epochs=1 if incremental else self.max_iter, incremental=incremental)
         else:
-            self._train_lbfgs(X, Y, x_abs_max)
+            self._train_lbfgs(X, Y, weights, x_abs_max)
         return self
+
+    def _training_weights(self, y, sample_weight, targets: dict, incremental: bool, dtype):
+        """The weights training gives the rows (None: all alike): ``sample_weight`` (checked,
+        float64 or None) times the target weights of ``_target_weights``, in the network's
+        ``dtype``. ``targets`` holds the fitted attributes that describe the targets."""
+        target_weights = check_sample_weight(self._target_weights(y, targets, incremental),
+                                             len(y), "the sample weights of class_weight")
+        if target_weights is not None:
+            sample_weight = target_weights if sample_weight is None else \
+                sample_weight * target_weights
+        return check_training_weights(sample_weight, dtype)
+
+    def _target_weights(self, y, targets: dict, incremental: bool):
+        """Weights of the rows for their targets (None: all alike); see _training_weights."""
+        return None
 
     def _check_partial_fit_available(self) -> None:
         # An unknown solver is left to check_params, which names it.
@@ -342,10 +364,12 @@ class BaseMLP:
         # new one.
         vars(self).update(fitted)
 
-    def _train(self, X, Y, y, x_abs_max: float, n_epochs: int, incremental: bool) -> None:
-        train_rows, validation = self._stopping_setup(X, y, early=self.early_stopping and
+    def _train(self, X, Y, y, sample_weight, x_abs_max: float, n_epochs: int,
+               incremental: bool) -> None:
+        train_rows, validation = self._stopping_setup(X, y, sample_weight,
+                                                      early=self.early_stopping and
                                                       not incremental)
-        run_epoch = self._epoch_runner(X, Y, len(train_rows))
+        run_epoch = self._epoch_runner(X, Y, sample_weight, len(train_rows))
         checkpoint = _Checkpoint(self)
         cannot_overflow = _overflow_bound(self._layout, self.activation, x_abs_max, X.dtype)
         bar = self._progress_bar(n_epochs) if self.verbose and not incremental else None
@@ -376,7 +400,7 @@ class BaseMLP:
         if not incremental and problem is None:     # partial_fit stays a kernel call
             warn_training_problems(self, X, Y, stacklevel=4)
 
-    def _train_lbfgs(self, X, Y, x_abs_max: float) -> None:
+    def _train_lbfgs(self, X, Y, sample_weight, x_abs_max: float) -> None:
         """scikit-learn's lbfgs solver: SciPy's L-BFGS-B on the full-batch loss, for up to
         ``max_iter`` iterations and ``max_fun`` loss evaluations, converged when the projected
         gradient is at most ``tol``. Each iteration is booked like an epoch (its loss in
@@ -398,8 +422,8 @@ class BaseMLP:
 
         def loss_and_gradient(packed):
             trial[packing] = packed
-            loss = kernels.batch_gradient(trial, layout, X, Y, rows, alpha, hidden, output,
-                                          scratch, grad)
+            loss = kernels.batch_gradient(trial, layout, X, Y, sample_weight, rows, alpha,
+                                          hidden, output, scratch, grad)
             return float(loss), grad[packing].astype(np.float64, copy=False)
 
         checkpoint = _Checkpoint(self)
@@ -439,20 +463,34 @@ class BaseMLP:
                           "to scale the features.", ConvergenceWarning, stacklevel=4)
         warn_training_problems(self, X, Y, stacklevel=4)
 
-    def _stopping_setup(self, X, y, early: bool):
-        """The rows to train on, and with early stopping the held-out validation data."""
+    def _stopping_setup(self, X, y, sample_weight, early: bool):
+        """The rows to train on, and with early stopping the held-out validation data (with
+        their weights: the validation score is weighted)."""
         if not early:
             self.best_loss_ = np.inf if self.best_loss_ is None else self.best_loss_
             return np.arange(X.shape[0]), None
         train_rows, val_rows = self._validation_split(y)
+        val_weight = None
+        if sample_weight is not None:
+            val_weight = sample_weight[val_rows]
+            for rows, part in ((train_rows, "training"), (val_rows, "validation")):
+                if not sample_weight[rows].any():
+                    raise ValueError(f"Every sample that early stopping keeps for {part} "
+                                     "has zero weight (it holds out validation_fraction of "
+                                     "each class's samples), so there is nothing to "
+                                     f"{'train on' if part == 'training' else 'score'}; "
+                                     "change validation_fraction or random_state, or give "
+                                     "more samples a weight.")
         self.validation_scores_ = self.validation_scores_ or []
         if self.best_validation_score_ is None:
             self.best_validation_score_ = -np.inf
-        return train_rows, _Validation(X[val_rows], y[val_rows], self._params.copy())
+        return train_rows, _Validation(X[val_rows], y[val_rows], val_weight,
+                                       self._params.copy())
 
-    def _epoch_runner(self, X, Y, n: int):
+    def _epoch_runner(self, X, Y, sample_weight, n: int):
         """A function that trains the weights in place for one epoch over the given sample
-        order and returns the epoch's mean loss."""
+        order and returns the epoch's mean loss (rows weighted by ``sample_weight`` unless
+        None)."""
         kernels = _backend(self.backend)
         batch = n if self.batch_size == "full" else min(int(self.batch_size), n)
         T = self._dtype.type
@@ -468,10 +506,10 @@ class BaseMLP:
 
         def run_epoch(order) -> float:
             lr = T(optimizer.learning_rate)     # the schedule's, for this epoch
-            loss = float(kernels.sgd_epoch(params, velocity, grad, layout, X, Y, order, batch,
-                                           lr, alpha, momentum, nesterov, hidden, output,
-                                           scratch))
-            optimizer.steps += -(-len(order) // batch)
+            loss = float(kernels.sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight,
+                                           order, batch, lr, alpha, momentum, nesterov, hidden,
+                                           output, scratch))
+            optimizer.steps += _steps_in_epoch(order, batch, sample_weight)
             return loss
         return run_epoch
 
@@ -512,7 +550,7 @@ class BaseMLP:
         self.n_iter_ += 1
         self.t_ += n
         if validation is not None:
-            score = self._score_rows(validation.X, validation.y)
+            score = self._score_rows(validation.X, validation.y, validation.sample_weight)
             self.validation_scores_.append(score)
             improved = score >= self.best_validation_score_ + self.tol
             if score > self.best_validation_score_:
@@ -671,6 +709,15 @@ def _discarding_interrupted_step(checkpoint: _Checkpoint, bar):
     finally:
         if bar is not None:
             bar.close()
+
+
+def _steps_in_epoch(order: np.ndarray, batch: int, sample_weight) -> int:
+    """The optimizer steps of an epoch over ``order`` in batches of ``batch``: one a batch,
+    but none for a batch whose weights sum to zero (the kernels skip it)."""
+    if sample_weight is None:
+        return -(-len(order) // batch)
+    weighted = sample_weight[order] != 0
+    return int(np.logical_or.reduceat(weighted, np.arange(0, len(order), batch)).sum())
 
 
 def _sklearn_order(layout) -> np.ndarray:

@@ -239,16 +239,62 @@ def check_labels(labels: np.ndarray, what: str) -> None:
                         "into classes_; use labels of one type (e.g. all str).")
 
 
-def check_sample_weight(sample_weight, n_samples: int):
-    """None, or the weights as a float array of n_samples finite, non-negative numbers."""
+def check_sample_weight(sample_weight, n_samples: int, what: str = "sample_weight"):
+    """None, or the weights as a float array of n_samples finite, non-negative numbers
+    (``what`` names them in errors)."""
     if sample_weight is None:
         return None
     weights = np.asarray(sample_weight, dtype=np.float64)
     if weights.shape != (n_samples,):
-        raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n_samples},).")
-    _check_finite(weights, "sample_weight")
+        raise ValueError(f"{what} has shape {weights.shape}, expected ({n_samples},).")
+    _check_finite(weights, what)
     if (weights < 0).any():
-        raise ValueError("sample_weight must not be negative.")
+        raise ValueError(f"{what} must not be negative.")
+    return weights
+
+
+def check_class_weight(class_weight, incremental: bool, multilabel: bool) -> None:
+    """Refuse a ``class_weight`` that is not None, "balanced", a dict (a list of dicts, one
+    per label, for ``multilabel`` targets), and "balanced" in partial_fit (``incremental``):
+    one chunk's class counts are not the data's. (scikit-learn's compute_sample_weight
+    checks the labels and weights themselves.)"""
+    if class_weight is None or isinstance(class_weight, dict) and not multilabel:
+        return
+    if multilabel and isinstance(class_weight, list) and \
+            all(isinstance(weights, dict) for weights in class_weight):
+        return
+    if not _is_str(class_weight, "balanced"):
+        expected = "a list of dicts {0: weight, 1: weight}, one per label, for multi-label " \
+            "targets" if multilabel else "a dict {label: weight}"
+        raise ValueError(f"class_weight must be None, 'balanced' or {expected}; got "
+                         f"{class_weight!r}.")
+    if incremental:
+        raise ValueError("class_weight='balanced' is not supported for partial_fit: one "
+                         "call's data cannot give the classes' frequencies. Compute the "
+                         "weights on (a large sample of) the whole data with sklearn.utils."
+                         "class_weight.compute_class_weight('balanced', classes=classes, y=y) "
+                         "and pass them as class_weight={label: weight}.")
+
+
+def check_training_weights(weights, dtype):
+    """None, or the training weights (float64, finite, non-negative: check_sample_weight's,
+    possibly times class weights) in the network's ``dtype``, refused when they are unusable
+    there: a weight that overflows the dtype, or weights that sum to zero (no sample to train
+    on) or overflow when summed."""
+    if weights is None:
+        return None
+    if weights.size and weights.max() > np.finfo(dtype).max:
+        raise ValueError(f"sample_weight holds {weights.max():.3g}, too large for the "
+                         f"network's {np.dtype(dtype).name}; scale the weights down.")
+    weights = weights.astype(dtype)
+    with np.errstate(over="ignore"):
+        total = weights.sum()
+    if not total > 0:
+        raise ValueError("The sample weights (sample_weight times any class_weight) are all "
+                         "zero in the network's precision: there is no sample to train on.")
+    if not np.isfinite(total):
+        raise ValueError(f"The sample weights sum to more than {np.dtype(dtype).name} holds; "
+                         "scale them down.")
     return weights
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _targets
 from ._base import BaseMLP, stochastic_only
-from ._validation import check_labels, check_sample_weight, check_y
+from ._validation import check_class_weight, check_labels, check_sample_weight, check_y
 
 
 class FastMLP(BaseMLP):
@@ -36,7 +36,8 @@ class FastMLP(BaseMLP):
         ``early_stopping`` do not apply, ``partial_fit`` is refused, and each iteration counts
         as an epoch: ``n_iter_`` and ``loss_curve_`` (the loss of each iteration's weights).
     batch_size : int or "full", default 1
-        Samples per gradient step; the step uses the batch's mean gradient. ``"full"`` is
+        Samples per gradient step; the step uses the batch's mean gradient (weighted by
+        ``sample_weight`` and ``class_weight``, see ``fit``). ``"full"`` is
         full-batch gradient descent. Clipped to the number of training samples.
     learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
         SGD's step-size schedule, scikit-learn's: "constant" keeps ``learning_rate_init``;
@@ -66,11 +67,22 @@ class FastMLP(BaseMLP):
     momentum : float in [0, 1), default 0
     nesterovs_momentum : bool, default True
     alpha : float >= 0, default 0
-        L2 penalty, scaled as in scikit-learn (``alpha / 2 * ||W||^2 / batch size``).
+        L2 penalty, scaled as in scikit-learn (``alpha / 2 * ||W||^2 / batch size``, or
+        over the batch's total sample weight).
     early_stopping : bool, default False
         Hold out ``validation_fraction`` of the data (stratified), stop on its accuracy and
         keep the best epoch's weights.
     validation_fraction : float in (0, 1), default 0.1
+    class_weight : None, "balanced", dict or list of dicts, default None
+        Weights of the classes: each sample is weighted by
+        ``sklearn.utils.class_weight.compute_sample_weight(class_weight, y)`` (times its
+        ``sample_weight``): a dict ``{label: weight}`` (unlisted labels weigh 1); "balanced"
+        weighs each class by ``n_samples / (n_classes * its count)`` in the data of each
+        ``fit`` call; for multi-label targets, "balanced" or a list with a dict
+        ``{0: weight, 1: weight}`` per label (the sample's weight is the product over its
+        labels). ``partial_fit`` takes a dict (or list) but not "balanced", whose counts
+        one chunk of the data cannot give, as scikit-learn's ``SGDClassifier``: compute
+        the weights on the whole data with ``compute_class_weight`` and pass them as a dict.
     warm_start : bool, default False
         ``fit`` continues from the current weights.
     verbose : bool, default False
@@ -107,6 +119,7 @@ class FastMLP(BaseMLP):
                  n_iter_no_change: int = 10,
                  early_stopping: bool = False,
                  validation_fraction: float = 0.1,
+                 class_weight: None | str | dict | list = None,
                  warm_start: bool = False,
                  verbose: bool = False,
                  init="glorot",
@@ -129,6 +142,7 @@ class FastMLP(BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
         self.warm_start = warm_start
         self.verbose = verbose
         self.init = init
@@ -143,17 +157,27 @@ class FastMLP(BaseMLP):
     def _output_code(self) -> int:
         return _targets.output(self._kind).code
 
-    def fit(self, X, y) -> "FastMLP":
-        """Train for up to ``max_iter`` epochs (from the current weights with ``warm_start``)."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None) -> "FastMLP":
+        """Train for up to ``max_iter`` epochs (from the current weights with ``warm_start``).
+
+        ``sample_weight`` (one finite, non-negative weight per row, not all zero) makes each
+        batch's loss and gradient scikit-learn's weighted means: ``sum_i w_i * l_i /
+        sum_i w_i``, the L2 penalty ``alpha / 2 * ||W||^2`` divided by ``sum_i w_i`` too; early
+        stopping's held-out rows keep their weights and their accuracy is weighted. At
+        ``batch_size=1`` a sample's weight cancels but in the penalty (``alpha / w_i``), so
+        with ``alpha=0`` weights change nothing there, as in scikit-learn. A batch whose
+        weights sum to zero (a zero-weight sample at ``batch_size=1``) is skipped: no step,
+        no loss (scikit-learn divides by zero there)."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @stochastic_only
-    def partial_fit(self, X, y, classes=None) -> "FastMLP":
+    def partial_fit(self, X, y, classes=None, sample_weight=None) -> "FastMLP":
         """One epoch over ``(X, y)``. ``classes`` (all labels that will ever be seen) is
         required on the first call unless y is a multi-label indicator matrix. Successive
         calls on the same data walk the same trajectory as ``fit`` with the same settings.
-        Only for the stochastic solver ("sgd"), as in scikit-learn."""
-        return self._fit(X, y, incremental=True, classes=classes)
+        ``sample_weight`` as in ``fit``. Only for the stochastic solver ("sgd"), as in
+        scikit-learn."""
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def _check_targets(self, y, n_samples: int) -> np.ndarray:
         return check_y(y, type(self).__name__, n_samples)
@@ -179,6 +203,23 @@ class FastMLP(BaseMLP):
                                  f"in the previous call to fit. Previously got "
                                  f"{self.classes_}, `y` has {labels}")
         return _targets.encode(y, self.classes_, self._kind, self._dtype)
+
+    def _target_weights(self, y, targets: dict, incremental: bool):
+        """The rows' class weights, scikit-learn's ``compute_sample_weight`` (for
+        partial_fit, a dict's weights of the labels in ``classes_``, as ``SGDClassifier``
+        computes them); None without ``class_weight``."""
+        class_weight = self.class_weight
+        multilabel = targets["_kind"] == _targets.MULTILABEL
+        check_class_weight(class_weight, incremental, multilabel)
+        if class_weight is None:
+            return None
+        # scikit-learn only when asked for: importing it costs about a second.
+        from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
+        if not incremental or multilabel:
+            return compute_sample_weight(class_weight, y)
+        classes = targets["classes_"]
+        weights = compute_class_weight(class_weight, classes=classes, y=y)
+        return weights[np.searchsorted(classes, y)]
 
     def _stratify(self, y, rows: np.ndarray) -> np.ndarray:
         """``rows`` grouped by class, each class's rows in their given order."""
@@ -241,11 +282,13 @@ class FastMLP(BaseMLP):
                              "training needs the same columns.")
         _targets.target_kind(y)     # refuses values other than 0 and 1
 
-    def _score_rows(self, X, y) -> float:
-        """Accuracy on already-validated rows (the early-stopping score)."""
+    def _score_rows(self, X, y, sample_weight=None) -> float:
+        """Accuracy on already-validated rows (the early-stopping score), weighted by
+        ``sample_weight`` unless None."""
         P = self._forward(X, self._output_code)
         correct = _targets.decode(P, self.classes_, self._kind) == y
-        return float((correct.all(axis=1) if correct.ndim == 2 else correct).mean())
+        return float(np.average(correct.all(axis=1) if correct.ndim == 2 else correct,
+                                weights=sample_weight))
 
     def __sklearn_tags__(self):
         from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags

@@ -69,7 +69,7 @@ BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
                   (2, 0): np.lib.format.read_array_header_2_0}
 # Parameters files written before them lack: their defaults are how those models trained.
-PARAMS_ADDED_LATER = ("solver", "learning_rate", "power_t", "max_fun")
+PARAMS_ADDED_LATER = ("solver", "learning_rate", "power_t", "max_fun", "class_weight")
 # Every optimizer's state buffers (laid out like params) are entries too.
 OPTIMIZER_BUFFERS = tuple(buffer for optimizer in OPTIMIZERS for buffer in optimizer.buffers)
 ENTRIES = ("params", *OPTIMIZER_BUFFERS, "layout", "classes", "loss_curve",
@@ -176,6 +176,8 @@ def _describe(est: BaseMLP) -> tuple[dict, dict]:
     params["hidden_layer_sizes"] = int(sizes) if isinstance(sizes, (int, np.integer)) else \
         [int(size) for size in sizes]
     params["random_state"] = _encode_random_state(params["random_state"], state.rng)
+    if "class_weight" in params:
+        params["class_weight"] = _encode_class_weight(params["class_weight"])
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -233,6 +235,40 @@ def _decode_float(value, name: str) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     raise _Invalid(f"metadata field {name!r} must be a number, got {value!r}.")
+
+
+def _encode_class_weight(class_weight):
+    """JSON keys are strings only, and labels need not be: a dict is stored as its list of
+    ``[label, weight]`` pairs, a list of dicts (multi-label) as a list of those."""
+    if isinstance(class_weight, dict):
+        return {"pairs": [[label, weight] for label, weight in class_weight.items()]}
+    if isinstance(class_weight, list):
+        return {"per_label": [_encode_class_weight(weights)["pairs"]
+                              for weights in class_weight]}
+    return class_weight
+
+
+def _decode_class_weight(value):
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, dict) and list(value) == ["pairs"]:
+        return _decode_class_weights(value["pairs"])
+    if isinstance(value, dict) and list(value) == ["per_label"] and \
+            isinstance(value["per_label"], list):
+        return [_decode_class_weights(pairs) for pairs in value["per_label"]]
+    raise _Invalid(f"class_weight {value!r} is not None, 'balanced' or stored weights.")
+
+
+def _decode_class_weights(pairs) -> dict:
+    """A class_weight dict from its stored ``[label, weight]`` pairs."""
+    scalars = (str, int, float)
+    if not (isinstance(pairs, list) and all(
+            isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], scalars)
+            and isinstance(pair[1], (int, float)) and not isinstance(pair[1], bool)
+            for pair in pairs)):
+        raise _Invalid(f"class_weight's stored weights {pairs!r} are not [label, weight] "
+                       "pairs.")
+    return {label: weight for label, weight in pairs}
 
 
 def _encode_random_state(random_state, rng: np.random.Generator):
@@ -678,8 +714,10 @@ def _build(metadata: dict, arrays: dict) -> BaseMLP:
         raise _Invalid(f"unknown parameter(s) {sorted(unknown)} (written by a newer fastmlp?).")
     # A parameter left out would silently take its default and change the model's answers;
     # except one added after the file was written, whose default is how its model trained.
+    defaults = inspect.signature(estimator).parameters
     for name in PARAMS_ADDED_LATER:
-        params.setdefault(name, inspect.signature(estimator).parameters[name].default)
+        if name in defaults:    # not every estimator has every parameter (class_weight)
+            params.setdefault(name, defaults[name].default)
     missing = set(estimator._get_param_names()) - set(params)
     if missing:
         raise _Invalid(f"parameter(s) {sorted(missing)} missing from the metadata.")
@@ -688,6 +726,8 @@ def _build(metadata: dict, arrays: dict) -> BaseMLP:
     if isinstance(params["hidden_layer_sizes"], list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     params["random_state"] = _decode_random_state(params.get("random_state"), rng)
+    if "class_weight" in params:
+        params["class_weight"] = _decode_class_weight(params["class_weight"])
     if isinstance(params.get("init"), dict):
         params["init"] = unpack(arrays["init_params"], layout)
     est = estimator(**params)

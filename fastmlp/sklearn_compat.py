@@ -125,6 +125,10 @@ def _as_kernel_input(X, dtype) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=dtype)
 
 
+def _as_kernel_weight(sample_weight, dtype) -> np.ndarray | None:
+    return None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
+
+
 class _CompiledLoops:
     """The methods that replace scikit-learn's loops (see the module's docstring)."""
 
@@ -144,16 +148,14 @@ class _CompiledLoops:
 
     def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight, activations, deltas,
                          coef_grads, intercept_grads):
-        if sample_weight is not None:
-            raise NotImplementedError("sample_weight")
         problem = vars(self).get("_lbfgs_problem")
         if problem is None or problem[0] is not X:
-            problem = (X, _LbfgsProblem(self, X, y))
+            problem = (X, _LbfgsProblem(self, X, y, sample_weight))
         return problem[1].loss_and_gradient(packed_coef_inter)
 
     def _fit_lbfgs(self, X, y, sample_weight, activations, deltas, coef_grads, intercept_grads,
                    layer_units):
-        self._lbfgs_problem = (X, _LbfgsProblem(self, X, y))
+        self._lbfgs_problem = (X, _LbfgsProblem(self, X, y, sample_weight))
         try:
             super()._fit_lbfgs(X, y, sample_weight, activations, deltas, coef_grads,
                                intercept_grads, layer_units)
@@ -163,8 +165,6 @@ class _CompiledLoops:
 
     def _fit_stochastic(self, X, y, sample_weight, activations, deltas, coef_grads,
                         intercept_grads, layer_units, incremental):
-        if sample_weight is not None:
-            raise NotImplementedError("sample_weight")
         network = _network(self)
         if not incremental or not hasattr(self, "_optimizer"):
             if self.solver == "sgd":
@@ -184,17 +184,19 @@ class _CompiledLoops:
         if early_stopping:
             # don't stratify in multilabel classification (scikit-learn's split, its RNG draws)
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
-            X_train, X_val, y_train, y_val = train_test_split(
-                X, y, random_state=self._random_state, test_size=self.validation_fraction,
+            split = train_test_split(
+                *(X, y) if sample_weight is None else (X, y, sample_weight),
+                random_state=self._random_state, test_size=self.validation_fraction,
                 stratify=stratify)
-            sample_weight_val = None
+            X_train, X_val, y_train, y_val = split[:4]
+            sample_weight_train, sample_weight_val = split[4:] or (None, None)
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
         else:
-            X_train, y_train = X, y
+            X_train, y_train, sample_weight_train = X, y, sample_weight
             X_val = y_val = sample_weight_val = None
 
         n_samples = X_train.shape[0]
@@ -206,7 +208,7 @@ class _CompiledLoops:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                               "going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        run_epoch = _EpochRunner(self, network, X_train, y_train)
+        run_epoch = _EpochRunner(self, network, X_train, y_train, sample_weight_train)
 
         try:
             self.n_iter_ = 0
@@ -251,7 +253,7 @@ class _EpochRunner:
     """One epoch of the estimator's stochastic solver in one kernel call, on the network's
     flat buffer and flat optimizer state whose views the scikit-learn optimizer holds."""
 
-    def __init__(self, est, network: _Network, X, y):
+    def __init__(self, est, network: _Network, X, y, sample_weight):
         from .kernels import dispatch
 
         self._kernels = dispatch
@@ -260,6 +262,7 @@ class _EpochRunner:
         dtype = network.params.dtype
         self._X = _as_kernel_input(X, dtype)
         self._Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
+        self._weight = _as_kernel_weight(sample_weight, dtype)
         self._grad = np.empty_like(network.params)
         self._scratch = np.empty(2 * network.n_units, dtype=dtype)
         self._velocity = _flat_state(est._optimizer, "velocities", network)
@@ -270,7 +273,7 @@ class _EpochRunner:
         optimizer = est._optimizer
         return float(self._kernels.sgd_epoch(
             network.params, self._velocity, self._grad, network.layout, self._X, self._Y,
-            order, batch_size, T(optimizer.learning_rate), T(est.alpha), T(optimizer.momentum),
+            self._weight, order, batch_size, T(optimizer.learning_rate), T(est.alpha), T(optimizer.momentum),
             bool(optimizer.nesterov),
             registry.ACTIVATION_BY_NAME[est.activation].code,
             registry.OUTPUT_BY_NAME[est.out_activation_].code, self._scratch))
@@ -293,7 +296,7 @@ class _LbfgsProblem:
     """The full-batch loss and gradient of one lbfgs fit, on parameters packed in
     scikit-learn's order, computed by the compiled ``batch_gradient``."""
 
-    def __init__(self, est, X, y):
+    def __init__(self, est, X, y, sample_weight):
         from .kernels import dispatch
 
         self._kernels = dispatch
@@ -306,6 +309,7 @@ class _LbfgsProblem:
         self._packing = _sklearn_order(self._layout)
         self._X = _as_kernel_input(X, dtype)
         self._Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
+        self._weight = _as_kernel_weight(sample_weight, dtype)
         self._rows = np.arange(X.shape[0])
         self._alpha = dtype.type(est.alpha)
         self._hidden = registry.ACTIVATION_BY_NAME[est.activation].code
@@ -314,7 +318,7 @@ class _LbfgsProblem:
     def loss_and_gradient(self, packed) -> tuple[float, np.ndarray]:
         self._trial[self._packing] = packed
         loss = self._kernels.batch_gradient(self._trial, self._layout, self._X, self._Y,
-                                            self._rows, self._alpha, self._hidden,
+                                            self._weight, self._rows, self._alpha, self._hidden,
                                             self._output, self._scratch, self._grad)
         return float(loss), self._grad[self._packing].astype(np.float64)
 

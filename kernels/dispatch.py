@@ -19,11 +19,13 @@ from .predict import forward
 __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "use_blas"]
 
 
-def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
-              nesterov, hidden_activation, output_activation, scratch):
+def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_size, lr,
+              alpha, momentum, nesterov, hidden_activation, output_activation, scratch):
     """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
     ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
     samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``).
+    ``sample_weight`` (None, or a weight per row of X) weighs each batch's mean as
+    scikit-learn does (see :mod:`fastmlp.kernels.minibatch`).
 
     Plain Python, called once per epoch: choosing the kernel here rather than inside one
     compiled entry point means a fit compiles only the kernel its batch mode runs (the first
@@ -37,32 +39,43 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
         epoch = per_sample_kernel(hidden_activation, output_activation, shallow, optimizer)
-        total = epoch(params, velocity if optimizer != SGD else None, layout, X, Y, order, lr,
-                      alpha if alpha != 0 else None, momentum, scratch)
+        samples = order
+        if sample_weight is not None:
+            # A sample of zero weight is a batch of zero weight: absent. Any other sample's
+            # weight matters only through its penalty (see per_sample_kernel).
+            samples = order[sample_weight[order] != 0]
+            if alpha == 0:
+                sample_weight = None
+        total = 0.0
+        if samples.size:
+            total = epoch(params, velocity if optimizer != SGD else None, layout, X, Y,
+                          sample_weight, samples, lr, alpha if alpha != 0 else None, momentum,
+                          scratch)
     else:
         batch = min(batch_size, order.size)
         work = None
         if use_blas(layout, batch):
             work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
         with _blas_threads_for(layout, batch):
-            total = minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size,
-                                     lr, alpha, momentum, nesterov, hidden_activation,
-                                     output_activation, scratch, work)
+            total = minibatch_epoch(params, velocity, grad, layout, X, Y, sample_weight, order,
+                                     batch_size, lr, alpha, momentum, nesterov,
+                                     hidden_activation, output_activation, scratch, work)
     return total / order.size
 
 
-def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,
-                   scratch, grad):
-    """Mean loss of the batch ``X[rows]`` and its gradient in ``grad`` (see
-    :func:`fastmlp.kernels.minibatch.batch_gradient`): through BLAS when the batch is large
-    enough for it (``use_blas``), else streamed one sample at a time in ``scratch``."""
+def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
+                   output_activation, scratch, grad):
+    """Mean loss of the batch ``X[rows]`` and its gradient in ``grad``, weighted by
+    ``sample_weight`` unless None (see :func:`fastmlp.kernels.minibatch.batch_gradient`):
+    through BLAS when the batch is large enough for it (``use_blas``), else streamed one
+    sample at a time in ``scratch``."""
     if not use_blas(layout, rows.size):
-        return streamed_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
-                                       output_activation, scratch, grad)
+        return streamed_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                       hidden_activation, output_activation, scratch, grad)
     work = blas_work(layout, X.shape[1], rows.size, params.dtype)
     with _blas_threads_for(layout, rows.size):
-        return blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
-                                   output_activation, work, grad)
+        return blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                   hidden_activation, output_activation, work, grad)
 
 
 def _blas_threads_for(layout, batch_size: int):

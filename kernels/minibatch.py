@@ -1,10 +1,18 @@
 """Mini-batch epochs: each batch's mean gradient, streamed a sample at a time
 (batch_gradient) or a chunk of rows at a time through BLAS (blas_batch_gradient), then one
-optimizer step."""
+optimizer step.
+
+``sample_weight`` (None, or one weight per row of X) makes a batch's loss and gradient
+scikit-learn's weighted means: sum_i w_i * l_i / sum_i w_i, the L2 penalty divided by
+sum_i w_i too. Each sample's output delta is scaled by its weight, and backpropagation, being
+linear in the deltas, carries the weight to every layer. A batch whose weights sum to zero has
+no mean: it counts as absent (zero loss and gradient, and minibatch_epoch takes no step for
+it), where scikit-learn would divide by zero. With None, Numba prunes every weighted branch
+(they test ``sample_weight is None``), so unweighted training compiles and runs as before."""
 
 import numpy as np
 
-from ._jit import standalone, standalone_with_runtime
+from ._jit import inline_ir, standalone, standalone_with_runtime
 from .codes import BLAS_CHUNK_ROWS, FAN_OUT, UNIT_OFF
 from .layers import (activate, chunk_block, forward_sample, layer_views, scale_by_derivative,
                      sum_squared_weights, units)
@@ -13,12 +21,51 @@ from .optimizers import descend
 from .simd import as_matrix
 
 
+@inline_ir
+def _weighed_loss_and_delta(z, Y, sample_weight, i, code, delta, logs, product):
+    """loss_and_delta for row ``i``, its loss and ``delta`` multiplied by its weight unless
+    ``sample_weight`` is None. A weighted sample's logarithms are its own, summed at once:
+    ``(logs, product)`` carries an unweighted sum only."""
+    if sample_weight is None:
+        return loss_and_delta(z, Y[i], code, delta, logs, product)
+    w = sample_weight[i]
+    loss, own_logs, own_product = loss_and_delta(z, Y[i], code, delta, 0.0, 1.0)
+    for j in range(delta.size):
+        delta[j] *= w
+    return w * (loss + own_logs + np.log(own_product)), logs, product
+
+
 @standalone
-def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,
-                   scratch, grad):
+def has_weight(sample_weight, rows):
+    """Whether any of the batch's ``rows`` has a non-zero weight."""
+    for i in rows:
+        if sample_weight[i] != 0:
+            return True
+    return False
+
+
+@inline_ir
+def _weighted_mean(params, layout, grad, sample_weight, rows, alpha, loss):
+    """_batch_mean over the batch's total weight (its size without weights); a batch of zero
+    total weight gets zero loss and gradient."""
+    if sample_weight is None:
+        return _batch_mean(params, layout, grad, rows.size, alpha, loss)
+    total = 0.0
+    for i in rows:
+        total += sample_weight[i]
+    if total == 0:
+        grad[:] = grad.dtype.type(0)
+        return 0.0
+    return _batch_mean(params, layout, grad, total, alpha, loss)
+
+
+@standalone
+def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
+                   output_activation, scratch, grad):
     """Mean loss of the batch ``X[rows]`` (cross-entropy plus scikit-learn's L2 penalty) and
     its gradient, written into ``grad``; samples are streamed one at a time. The output code
-    is one of losses.TRAINED_OUTPUTS."""
+    is one of losses.TRAINED_OUTPUTS. Weighted means with ``sample_weight`` (see the module's
+    docstring)."""
     T = params.dtype.type
     last = layout.shape[0] - 1
     n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
@@ -29,10 +76,11 @@ def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_
     logs, product = 0.0, 1.0
     for i in rows:
         forward_sample(params, layout, X[i], acts, hidden_activation)
-        sample_loss, logs, product = loss_and_delta(units(acts, layout, last), Y[i],
-                                                     output_activation,
-                                                     units(deltas, layout, last), logs,
-                                                     product)
+        sample_loss, logs, product = _weighed_loss_and_delta(units(acts, layout, last), Y,
+                                                              sample_weight, i,
+                                                              output_activation,
+                                                              units(deltas, layout, last),
+                                                              logs, product)
         loss += sample_loss
         for layer in range(last, -1, -1):
             W, _ = layer_views(params, layout, layer)
@@ -53,7 +101,8 @@ def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_
                         acc += W[k, j] * delta[j]
                     delta_prev[k] = acc
                 scale_by_derivative(delta_prev, a, hidden_activation)
-    return _batch_mean(params, layout, grad, rows.size, alpha, loss + logs + np.log(product))
+    return _weighted_mean(params, layout, grad, sample_weight, rows, alpha,
+                          loss + logs + np.log(product))
 
 
 @standalone
@@ -73,7 +122,7 @@ def _batch_mean(params, layout, grad, n, alpha, loss):
 
 
 @standalone_with_runtime
-def blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
+def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
                          output_activation, work, grad):
     """batch_gradient with each layer's products over a chunk of samples done by BLAS
     (``np.dot``): A @ W forward, A.T @ delta for the gradient and delta @ W.T backward.
@@ -111,9 +160,10 @@ def blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
         Z = chunk_block(work, acts_at, c, layout, last)
         D = chunk_block(work, deltas_at, c, layout, last)
         for r in range(c):
-            sample_loss, logs, product = loss_and_delta(Z[r], Y[rows[start + r]],
-                                                         output_activation, D[r], logs,
-                                                         product)
+            sample_loss, logs, product = _weighed_loss_and_delta(Z[r], Y, sample_weight,
+                                                                  rows[start + r],
+                                                                  output_activation, D[r],
+                                                                  logs, product)
             loss += sample_loss
         for layer in range(last, -1, -1):
             W, _ = layer_views(params, layout, layer)
@@ -138,14 +188,17 @@ def blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
                 previous = chunk_block(work, deltas_at, c, layout, layer - 1)
                 np.dot(D, W.T, previous)
                 scale_by_derivative(previous.ravel(), A.ravel(), hidden_activation)
-    return _batch_mean(params, layout, grad, rows.size, alpha, loss + logs + np.log(product))
+    return _weighted_mean(params, layout, grad, sample_weight, rows, alpha,
+                          loss + logs + np.log(product))
 
 
 @standalone
-def minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha,
-                     momentum, nesterov, hidden_activation, output_activation, scratch, work):
+def minibatch_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_size, lr,
+                     alpha, momentum, nesterov, hidden_activation, output_activation, scratch,
+                     work):
     """Batches of more than one sample: mean gradient, then one step. Returns the summed
-    loss, each batch's loss weighted by its size. Exactly one of ``scratch`` and ``work`` is
+    loss, each batch's loss weighted by its size; a batch of zero total weight takes no step
+    and adds nothing. Exactly one of ``scratch`` and ``work`` is
     None: the gradient streams samples one at a time (batch_gradient) in ``scratch``, or goes
     through BLAS (blas_batch_gradient) in ``work``.
 
@@ -155,13 +208,16 @@ def minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr,
     total = 0.0
     for start in range(0, order.size, batch_size):
         rows = order[start:min(start + batch_size, order.size)]
+        if sample_weight is not None:
+            if not has_weight(sample_weight, rows):
+                continue
         loss = 0.0
         if scratch is not None:
-            loss = batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
-                                  output_activation, scratch, grad)
+            loss = batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                  hidden_activation, output_activation, scratch, grad)
         if work is not None:
-            loss = blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
-                                        output_activation, work, grad)
+            loss = blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                        hidden_activation, output_activation, work, grad)
         descend(params, velocity, grad, lr, momentum, nesterov)
         total += loss * rows.size
     return total

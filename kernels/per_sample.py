@@ -59,9 +59,15 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
     nesterov = optimizer == NESTEROV
 
     @standalone
-    def per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, scratch):
+    def per_sample_epoch(params, velocity, layout, X, Y, sample_weight, order, lr, alpha,
+                         momentum, scratch):
         """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed
         loss.
+
+        ``sample_weight`` (None, or a positive weight per row of X) is scikit-learn's: a
+        batch of one sample of weight w has loss (w * l + alpha / 2 * ||W||^2) / w, so the
+        weight cancels but in the penalty, which becomes alpha / w; without a penalty (alpha
+        None) weights change nothing. (dispatch.sgd_epoch leaves out samples of zero weight.)
 
         ``velocity`` is None for SGD and ``alpha`` None without an L2 penalty: Numba
         then compiles a kernel with no momentum or penalty code at all (it prunes branches on
@@ -95,8 +101,12 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
         # dense for the middle and last layers, picking the views made once per epoch rather
         # than per sample).
         dense_by_units(W0, b0, X[order[0]], z0)
+        penalty = alpha
         for s in range(order.size):
             i = order[s]
+            if alpha is not None:
+                if sample_weight is not None:
+                    penalty = alpha / sample_weight[i]
             # A shallow network's layer loops, unrolled to their one narrow layer.
             if shallow:
                 activate(z0, hidden_activation)
@@ -115,11 +125,11 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
                                                   product)
             total += loss
             if alpha is not None:
-                total += alpha / 2 * squares
+                total += penalty / 2 * squares
             squares = T(0)
             if shallow:
-                squares += backprop_step_narrow(WL, bL, VWL, vbL, z0, deltaL, delta0, lr, alpha,
-                                                 momentum, nesterov)
+                squares += backprop_step_narrow(WL, bL, VWL, vbL, z0, deltaL, delta0, lr,
+                                                 penalty, momentum, nesterov)
                 scale_by_derivative(delta0, z0, hidden_activation)
             else:
                 for layer in range(last, 0, -1):
@@ -130,7 +140,7 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
                     a = units(acts, layout, layer - 1)
                     delta_prev = units(deltas, layout, layer - 1)
                     squares += backprop_step(W, b, VW, vb, a, units(deltas, layout, layer),
-                                              delta_prev, lr, alpha, momentum, nesterov)
+                                              delta_prev, lr, penalty, momentum, nesterov)
                     scale_by_derivative(delta_prev, a, hidden_activation)
             # The last sample's fused forward pass computes an unused z for order[0]: one wasted
             # forward pass per epoch buys a branch-free inner loop.
@@ -140,7 +150,7 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
             if s + ahead < order.size:
                 _prefetch_row(X[order[s + ahead]])
             squares += step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
-                                               lr, alpha, momentum, nesterov)
+                                               lr, penalty, momentum, nesterov)
         return total + logs + np.log(product)
 
     return per_sample_epoch

@@ -71,22 +71,29 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
     out[...] = _output(A @ coefs[-1] + intercepts[-1], output_activation)
 
 
-def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,
-                   scratch, grad):
+def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
+                   output_activation, scratch, grad):
     """Mean loss of the batch ``X[rows]`` (cross-entropy plus the L2 penalty
     ``alpha / 2 * sum(W**2) / len(rows)``, as scikit-learn defines it) and its gradient,
-    written into ``grad`` (laid out like ``params``)."""
+    written into ``grad`` (laid out like ``params``). With ``sample_weight`` (a weight per row
+    of X) both are scikit-learn's weighted means: the losses and deltas weighted, the sums and
+    the penalty divided by the batch's total weight instead of its size; a batch of total
+    weight zero has zero loss and gradient (it counts as absent)."""
     coefs, intercepts = unpack(params, layout)
     grad_coefs, grad_intercepts = unpack(grad, layout)
-    n = len(rows)
+    w = np.ones(len(rows), dtype=params.dtype) if sample_weight is None else sample_weight[rows]
+    n = len(rows) if sample_weight is None else w.sum()
+    if n == 0:
+        grad[...] = 0
+        return 0.0
     A = [X[rows]]
     for W, b in zip(coefs[:-1], intercepts[:-1]):
         A.append(activate(A[-1] @ W + b, hidden_activation))
     Z = A[-1] @ coefs[-1] + intercepts[-1]
     Y = Y[rows]
     penalty = sum((W * W).sum() for W in coefs)
-    loss = _sample_losses(Z, Y, output_activation).sum() / n + alpha / 2 * penalty / n
-    delta = _output(Z, output_activation) - Y
+    loss = (w * _sample_losses(Z, Y, output_activation)).sum() / n + alpha / 2 * penalty / n
+    delta = w[:, None] * (_output(Z, output_activation) - Y)
     for layer in reversed(range(len(coefs))):
         grad_coefs[layer][...] = (A[layer].T @ delta + alpha * coefs[layer]) / n
         grad_intercepts[layer][...] = delta.sum(axis=0) / n
@@ -104,16 +111,19 @@ def descend(params, velocity, grad, lr, momentum, nesterov):
     params += momentum * velocity - lr * grad if nesterov else velocity
 
 
-def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
-              nesterov, hidden_activation, output_activation, scratch):
+def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_size, lr,
+              alpha, momentum, nesterov, hidden_activation, output_activation, scratch):
     """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
     ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
-    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``)."""
+    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``).
+    ``sample_weight``: see batch_gradient; a batch of total weight zero takes no step."""
     total = 0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        loss = batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
-                              output_activation, scratch, grad)
+        if sample_weight is not None and not sample_weight[rows].any():
+            continue
+        loss = batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                              hidden_activation, output_activation, scratch, grad)
         descend(params, velocity, grad, lr, momentum, nesterov)
         total += loss * len(rows)
     return total / len(order)

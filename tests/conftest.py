@@ -4,6 +4,9 @@ Kernel-level tests build networks straight on the flat parameter buffer; estimat
 use label arrays. Everything is seeded, so a failure reproduces exactly.
 """
 
+import os
+import subprocess
+import sys
 from importlib.resources import files
 
 import numpy as np
@@ -37,6 +40,17 @@ def assert_relative_close(actual, expected, rtol: float, what: str = "") -> None
     expected = np.asarray(expected, dtype=np.float64)
     scale = float(np.max(np.abs(expected))) if expected.size else 0.0
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def assert_passes_with_jit_disabled(test_file: str, selection: str) -> None:
+    """The tests of ``test_file`` that ``selection`` (a ``-k`` expression) picks pass with
+    NUMBA_DISABLE_JIT=1, which runs the compiled kernels as plain Python (coverage,
+    debugging). pytest fails when the selection picks no test."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", test_file, "-q", "-p", "no:cacheprovider", "-k",
+         selection], env=os.environ | {"NUMBA_DISABLE_JIT": "1"}, capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def make_network(sizes, dtype, seed: int, scale: float = 0.5):

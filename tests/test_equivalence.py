@@ -6,9 +6,6 @@ every epoch. The estimator is then compared across backends the same way.
 """
 
 import math
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -16,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
-from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_close,
-                      make_inputs, make_labels, make_network, make_targets)
+from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_passes_with_jit_disabled,
+                      assert_relative_close, make_inputs, make_labels, make_network,
+                      make_targets)
 
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
@@ -62,12 +60,13 @@ class Training:
         self.grad = np.empty_like(params)
         self.scratch = np.empty(2 * n_units, dtype=params.dtype)
 
-    def epoch(self, X, Y, order, batch_size, settings, hidden, output) -> float:
+    def epoch(self, X, Y, order, batch_size, settings, hidden, output,
+              sample_weight=None) -> float:
         T = self.params.dtype.type
         lr, momentum, nesterov, alpha = settings
         return float(self.kernels.sgd_epoch(
-            self.params, self.velocity, self.grad, self.layout, X, Y, order, batch_size, T(lr),
-            T(alpha), T(momentum), nesterov, hidden, output, self.scratch))
+            self.params, self.velocity, self.grad, self.layout, X, Y, sample_weight, order,
+            batch_size, T(lr), T(alpha), T(momentum), nesterov, hidden, output, self.scratch))
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -169,14 +168,17 @@ def test_per_sample_momentum_on_a_large_first_layer_matches(optimizer, dtype):
                            1, OPTIMIZERS[optimizer], "relu", OUTPUTS["binary"][0])
 
 
-def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activation, code):
-    """Both backends train ``network`` epoch by epoch from the same start; their losses,
-    parameters and momentum agree after every epoch."""
+def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activation, code,
+                           sample_weight=None):
+    """Both backends train ``network`` epoch by epoch from the same start (weighting the
+    samples by ``sample_weight`` unless None); their losses, parameters and momentum agree
+    after every epoch."""
     dtype = network[0].dtype.type
     fast, slow = (Training(kernels, *network) for kernels in (dispatch, reference))
     rtol = RTOL[dtype]
     for epoch, order in enumerate(orders, start=1):
-        args = (X, Y, order, batch_size, optimizer, HIDDEN_CODES[activation], code)
+        args = (X, Y, order, batch_size, optimizer, HIDDEN_CODES[activation], code,
+                sample_weight)
         fast_loss, slow_loss = fast.epoch(*args), slow.epoch(*args)
         assert fast.params.dtype == dtype
         assert_relative_close(fast_loss, slow_loss, rtol, f"loss of epoch {epoch}")
@@ -277,13 +279,8 @@ def test_forward_probabilities_are_the_output_layer_applied_to_logits(backend, o
 def test_kernels_still_run_with_jit_disabled():
     """NUMBA_DISABLE_JIT=1 (coverage, debugging) runs the compiled kernels as plain Python; it
     must still walk the reference's trajectories. A subset of the tests above, rerun so."""
-    selection = ("test_sgd_epoch_trajectories_match and relu and permutation and softmax"
-                 " or test_forward_matches and relu")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
-         selection], env=os.environ | {"NUMBA_DISABLE_JIT": "1"}, capture_output=True,
-        text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_passes_with_jit_disabled(__file__, "test_sgd_epoch_trajectories_match and relu and "
+                                    "permutation and softmax or test_forward_matches and relu")
 
 
 # ------------------------------------------------------------------ estimator, both backends

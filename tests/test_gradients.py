@@ -19,16 +19,20 @@ FD_RTOL = 1e-7
 # ReLU has a kink at 0: every hidden pre-activation stays this far from it, well beyond the
 # reach of a STEP-sized change of any weight.
 KINK_MARGIN = 1e-3
+# Unweighted, and weights per row of X (one of the batch's rows weighs zero).
+SAMPLE_WEIGHTS = {"unweighted": None,
+                  "weighted": np.array([0.5, 2.0, 1.0, 3.0, 0.7, 0.0, 1.3, 0.2, 1.9])}
 
 
 class BlasGradient:
     """The compiled backend's BLAS path for mini-batches, called like batch_gradient."""
 
     @staticmethod
-    def batch_gradient(params, layout, X, Y, rows, alpha, hidden, output, scratch, grad):
+    def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden, output,
+                       scratch, grad):
         work = dispatch.blas_work(layout, X.shape[1], rows.size, params.dtype)
-        return minibatch.blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden, output,
-                                             work, grad)
+        return minibatch.blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                             hidden, output, work, grad)
 
 
 GRADIENTS = {**BACKENDS, "numba-blas": BlasGradient}
@@ -43,31 +47,37 @@ def hidden_pre_activations(params, layout, X, activation):
     return np.concatenate([Z.ravel() for Z in Zs])
 
 
-def loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code):
+def loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code,
+                      sample_weight=None):
     grad = np.full_like(params, np.nan)
     scratch = np.empty(2 * n_units)
-    loss = kernels.batch_gradient(params, layout, X, Y, ROWS, ALPHA, HIDDEN_CODES[activation],
-                                  code, scratch, grad)
+    loss = kernels.batch_gradient(params, layout, X, Y, sample_weight, ROWS, ALPHA,
+                                  HIDDEN_CODES[activation], code, scratch, grad)
     return float(loss), grad
 
 
-def finite_difference_gradient(kernels, params, layout, n_units, X, Y, activation, code):
+def finite_difference_gradient(kernels, params, layout, n_units, X, Y, activation, code,
+                               sample_weight):
     grad = np.empty_like(params)
     for i in range(params.size):
         shifted = params.copy()
         shifted[i] += STEP
-        up, _ = loss_and_gradient(kernels, shifted, layout, n_units, X, Y, activation, code)
+        up, _ = loss_and_gradient(kernels, shifted, layout, n_units, X, Y, activation, code,
+                                  sample_weight)
         shifted[i] -= 2 * STEP
-        down, _ = loss_and_gradient(kernels, shifted, layout, n_units, X, Y, activation, code)
+        down, _ = loss_and_gradient(kernels, shifted, layout, n_units, X, Y, activation, code,
+                                    sample_weight)
         grad[i] = (up - down) / (2 * STEP)
     return grad
 
 
+@pytest.mark.parametrize("weights", SAMPLE_WEIGHTS)
 @pytest.mark.parametrize("hidden", [(4,), (4, 3)], ids=["1-hidden", "2-hidden"])
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("activation", HIDDEN_CODES)
 @pytest.mark.parametrize("backend", GRADIENTS)
-def test_batch_gradient_matches_finite_differences(backend, activation, output, hidden):
+def test_batch_gradient_matches_finite_differences(backend, activation, output, hidden,
+                                                   weights):
     code, n_outputs = OUTPUTS[output]
     X = make_inputs(N_SAMPLES, N_FEATURES, np.float64, seed=11)
     Y = make_targets(output, N_SAMPLES, np.float64, seed=12)
@@ -77,11 +87,13 @@ def test_batch_gradient_matches_finite_differences(backend, activation, output, 
     if activation == "relu":
         margin = np.abs(hidden_pre_activations(params, layout, X[ROWS], activation)).min()
         assert margin > KINK_MARGIN, "test data puts a ReLU pre-activation near its kink"
+    sample_weight = SAMPLE_WEIGHTS[weights]
     before = params.copy()
-    _, grad = loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code)
+    _, grad = loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code,
+                                sample_weight)
     np.testing.assert_array_equal(params, before, "batch_gradient changed the parameters")
     expected = finite_difference_gradient(kernels, params, layout, n_units, X, Y, activation,
-                                          code)
+                                          code, sample_weight)
     assert_relative_close(grad, expected, FD_RTOL)
 
 

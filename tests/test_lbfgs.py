@@ -49,7 +49,7 @@ def probabilities_clipped():
 
 
 def lbfgs_pair(kind: str, backend: str = "numba", n: int = N_SAMPLES, hidden=HIDDEN,
-               **params):
+               sample_weight=None, **params):
     """scikit-learn's and FastMLP's fits from the same weights. The labels are shuffled
     against the rows, so that no weights separate them: the line searches then rarely try
     weights that saturate an output, and the test checks they never did (see
@@ -59,9 +59,9 @@ def lbfgs_pair(kind: str, backend: str = "numba", n: int = N_SAMPLES, hidden=HID
     coefs, intercepts = starting_weights([X.shape[1], *hidden, N_OUTPUTS[kind]], seed=92)
     settings = dict(LBFGS, hidden_layer_sizes=hidden) | params
     with probabilities_clipped() as clipped:
-        oracle = train_sklearn(X, y, coefs, intercepts, **settings)
+        oracle = train_sklearn(X, y, coefs, intercepts, sample_weight, **settings)
     assert not any(clipped), "an output saturated: the paths are not comparable to round-off"
-    model = train_fastmlp(X, y, coefs, intercepts, backend=backend, **settings)
+    model = train_fastmlp(X, y, coefs, intercepts, sample_weight, backend=backend, **settings)
     return X, y, coefs, intercepts, model, oracle
 
 

@@ -35,7 +35,7 @@ def oracle_settings(params: dict) -> dict:
         params
 
 
-def train_sklearn(X, y, coefs, intercepts, **params) -> MLPClassifier:
+def train_sklearn(X, y, coefs, intercepts, sample_weight=None, **params) -> MLPClassifier:
     """MLPClassifier trained from the given weights: one throw-away fit sets up its classes and
     shapes, then a warm-started fit runs from our weights (it updates coefs_ in place), with
     the throw-away epoch's bookkeeping (t_, the stopping rule's count) undone."""
@@ -49,24 +49,24 @@ def train_sklearn(X, y, coefs, intercepts, **params) -> MLPClassifier:
         model.intercepts_ = [b.copy() for b in intercepts]
         model.loss_curve_ = []
         model.t_, model.best_loss_, model._no_improvement_count = 0, np.inf, 0
-        model.set_params(max_iter=max_iter).fit(X, y)
+        model.set_params(max_iter=max_iter).fit(X, y, sample_weight=sample_weight)
     return model
 
 
-def train_fastmlp(X, y, coefs, intercepts, **params) -> FastMLP:
+def train_fastmlp(X, y, coefs, intercepts, sample_weight=None, **params) -> FastMLP:
     model = FastMLP(init=(coefs, intercepts), **oracle_settings(params))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, y)
+        return model.fit(X, y, sample_weight=sample_weight)
 
 
-def assert_same_path(kind: str, backend: str = "numba", **params) -> None:
+def assert_same_path(kind: str, backend: str = "numba", sample_weight=None, **params) -> None:
     X, y = make_labels(kind, N_SAMPLES, seed=21)
     n_outputs = {"binary": 1, "multiclass": 3, "multilabel": 3}[kind]
     hidden = params.setdefault("hidden_layer_sizes", HIDDEN)
     coefs, intercepts = starting_weights([X.shape[1], *hidden, n_outputs], seed=22)
-    oracle = train_sklearn(X, y, coefs, intercepts, **params)
-    model = train_fastmlp(X, y, coefs, intercepts, backend=backend, **params)
+    oracle = train_sklearn(X, y, coefs, intercepts, sample_weight, **params)
+    model = train_fastmlp(X, y, coefs, intercepts, sample_weight, backend=backend, **params)
     assert model.n_iter_ == oracle.n_iter_ == N_EPOCHS
     assert_relative_close(model.loss_curve_, oracle.loss_curve_, RTOL, "loss_curve_")
     assert_same_model(model, oracle, X, coefs)
