@@ -8,8 +8,9 @@ fitted weights on the training rows, so it cannot fire on a model that learned s
 - a dead ReLU layer (every unit <= 0 on every training row) passes no signal and no gradient;
 - outputs equal on every training row mean the network ignores its input;
 - a training loss within ``NO_BETTER`` of the class-frequency loss (for a regressor, of the
-  loss of predicting the targets' mean), once the stopping rule has fired, means training ended without learning from the features (with early stopping,
-  only when the loss did not move either: data with nothing to learn stop there rightly).
+  loss of predicting the targets' mean), once the stopping rule has fired, means training
+  ended without learning from the features (with early stopping, only when the loss did not
+  move either: data with nothing to learn stop there rightly).
 
 A saturated layer (every unit's slope below ``SATURATED_SLOPE`` on every row) passes no
 gradient, so it and the layers before it have stopped learning; it is named as the cause of

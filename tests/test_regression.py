@@ -18,11 +18,14 @@ from test_sklearn_oracle import N_EPOCHS, RTOL, starting_weights, train_fastmlp,
 
 import fastmlp
 from fastmlp import FastMLPRegressor
-from fastmlp.exceptions import ConvergenceWarning, DataConversionWarning, TrainingWarning
+from fastmlp.exceptions import (ConvergenceWarning, DataConversionWarning, DivergenceWarning,
+                                TrainingWarning)
 from fastmlp.kernels import dispatch
 from fastmlp.regressor import r2_score
 
-pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
+# A diverged fit keeps its starting weights: a comparison of two such would prove nothing.
+pytestmark = [pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning"),
+              pytest.mark.filterwarnings("error::fastmlp.exceptions.DivergenceWarning")]
 
 HIDDEN = (5, 4)
 N_ORACLE = 70       # batches of 32 make batches of 32, 32 and 6
@@ -133,7 +136,12 @@ with warnings.catch_warnings():
 
 @ESTIMATOR_CHECKS
 def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
+    with warnings.catch_warnings():
+        # Some checks train on unscaled targets (hundreds), on which per-sample SGD may
+        # diverge after a few epochs: the model keeps its last finite weights, which is all
+        # those checks need.
+        warnings.simplefilter("ignore", DivergenceWarning)
+        check(estimator)
 
 
 def test_is_a_regressor_and_clones():
@@ -204,7 +212,8 @@ def test_poisson_predictions_are_exp_of_the_network():
 @pytest.mark.parametrize("loss", LOSSES)
 def test_partial_fit_walks_fits_path(loss):
     X, y = regression_data(loss, 40, 2, seed=7)
-    settings = dict(hidden_layer_sizes=(5,), loss=loss, momentum=0.5, random_state=0)
+    settings = dict(hidden_layer_sizes=(5,), loss=loss, momentum=0.5, learning_rate_init=2e-3,
+                    random_state=0)
     fitted = FastMLPRegressor(max_iter=3, **settings).fit(X, y)
     stepped = FastMLPRegressor(**settings)
     for _ in range(3):
