@@ -276,8 +276,8 @@ def test_forward_probabilities_are_the_output_layer_applied_to_logits(backend, o
 def test_kernels_still_run_with_jit_disabled():
     """NUMBA_DISABLE_JIT=1 (coverage, debugging) runs the compiled kernels as plain Python; it
     must still walk the reference's trajectories. A subset of the tests above, rerun so."""
-    selection = ("test_sgd_epoch_trajectories_match and relu and permutation and softmax"
-                 " or test_forward_matches and relu")
+    selection = ("test_sgd_epoch_trajectories_match and relu and permutation and "
+                 "(softmax or squared_error or poisson) or test_forward_matches and relu")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
          selection], env=os.environ | {"NUMBA_DISABLE_JIT": "1"}, capture_output=True,
