@@ -790,6 +790,10 @@ def _fold_standardisation(model: FastMLP, mean: np.ndarray, scale: np.ndarray) -
 
 def predict_command(args) -> int:
     model = load(args.model)
+    if not isinstance(model, FastMLP):
+        raise ValueError(f"{args.model} holds a {type(model).__name__}: fastmlp predict "
+                         "handles FastMLP classifiers only, for now; call the model's "
+                         "predict from Python (fastmlp.load).")
     source = datasets.TextSource(sys.stdin.read()) if args.csv == "-" else args.csv
     fmt, header = _csv_format(args, source, note_file=sys.stderr)
     target, labels = _labels(model, header, args.target, source, fmt)

@@ -17,7 +17,7 @@ from test_persistence import load_error, metadata_of, rewrite
 from test_sklearn_oracle import N_EPOCHS, RTOL, starting_weights, train_fastmlp, train_sklearn
 
 import fastmlp
-from fastmlp import FastMLPRegressor
+from fastmlp import FastMLPRegressor, cli
 from fastmlp.exceptions import (ConvergenceWarning, DataConversionWarning, DivergenceWarning,
                                 TrainingWarning)
 from fastmlp.kernels import dispatch
@@ -324,6 +324,15 @@ def test_a_regressor_file_inconsistent_with_its_targets_is_refused(saved_regress
     change(metadata)
     rewrite(saved_regressor, metadata=json.dumps(metadata))
     assert message in load_error(saved_regressor)
+
+
+def test_the_cli_refuses_to_predict_with_a_regressor_by_name(saved_regressor, tmp_path,
+                                                            capsys):
+    rows = tmp_path / "rows.csv"
+    np.savetxt(rows, make_inputs(3, 4, np.float64, seed=19), delimiter=",")
+    assert cli.main(["predict", str(saved_regressor), str(rows)]) == 1
+    assert "holds a FastMLPRegressor: fastmlp predict handles FastMLP classifiers only" in \
+        capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ training diagnostics
