@@ -1,15 +1,17 @@
-"""fastmlp: small multilayer perceptrons trained by compiled, fused Numba kernels.
+"""fastmlp: small multilayer perceptrons (classifiers and regressors) trained by compiled,
+fused Numba kernels.
 
-``FastMLP`` is the per-sample-first classifier with fastmlp's own defaults;
-``MLPClassifier`` and ``MLPRegressor`` are scikit-learn's classes with compiled loops
-(imported on first use: they import scikit-learn, which ``import fastmlp`` does not).
+``FastMLP`` and ``FastMLPRegressor`` are the per-sample-first estimators with fastmlp's own
+defaults; ``MLPClassifier`` and ``MLPRegressor`` are scikit-learn's classes with compiled
+loops (imported on first use: they import scikit-learn, which ``import fastmlp`` does not).
 """
 
 from ._version import __version__
 from .classifier import FastMLP
 from .persistence import load
+from .regressor import FastMLPRegressor
 
-__all__ = ["FastMLP", "MLPClassifier", "MLPRegressor", "__version__", "load"]
+__all__ = ["FastMLP", "FastMLPRegressor", "MLPClassifier", "MLPRegressor", "__version__", "load"]
 
 _DROP_INS = ("MLPClassifier", "MLPRegressor")
 

@@ -29,7 +29,8 @@ from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
 from .kernels.layout import aligned_copy, is_aligned, make_layout, unpack
-from .kernels.registry import ACTIVATION_BY_NAME, OPTIMIZER_BY_NAME
+from .kernels.registry import (ACTIVATION_BY_NAME, OPTIMIZER_BY_NAME, OUTPUT_BY_NAME,
+                               TARGET_KIND_BY_NAME)
 
 # The adaptive schedule stops training once the learning rate is this small (scikit-learn's).
 _SMALLEST_ADAPTIVE_RATE = 1e-6
@@ -171,10 +172,11 @@ class BaseMLP:
     (or their NumPy reference). ``__init__`` of a subclass only stores its keyword arguments
     (scikit-learn's convention); everything fitted is set by ``fit``.
 
-    Subclasses provide the targets: ``_new_targets``, ``_more_targets``, ``_check_targets``,
-    ``_output_code``, ``_score_rows`` (the early-stopping score), ``_stratify`` and
-    ``_check_stratifiable``; and may weigh samples by their targets (``_target_weights``: a
-    classifier's ``class_weight``).
+    Subclasses provide the targets: ``_new_targets`` (which names the output layer in the
+    fitted ``_out_activation``), ``_more_targets``, ``_check_targets``, ``_score_rows`` (the
+    early-stopping score), ``_stratify``, ``_check_stratifiable`` and ``_target_kinds`` (the
+    registry's target kinds they fit); and may weigh samples by their targets
+    (``_target_weights``: a classifier's ``class_weight``).
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -241,6 +243,15 @@ class BaseMLP:
         return int(self._layout[-1, codes.FAN_OUT])
 
     @property
+    def out_activation_(self) -> str:
+        self._check_fitted()
+        return self._out_activation
+
+    @property
+    def _output_code(self) -> int:
+        return OUTPUT_BY_NAME[self._out_activation].code
+
+    @property
     def loss_(self) -> float:
         """The loss of the last completed epoch (lbfgs: iteration), as scikit-learn's."""
         self._check_fitted()
@@ -254,7 +265,7 @@ class BaseMLP:
         not copies. Persistence saves it and the CLI transforms it through this method."""
         self._check_fitted()
         return TrainingState(self._params, self._layout, self._optimizer, self._rng,
-                             self._kind, self._no_improvement_count)
+                             self._kind, self._no_improvement_count, self._out_activation)
 
     def set_training_state(self, state: TrainingState) -> None:
         """Make ``state`` this estimator's (persistence's load); the public fitted attributes
@@ -263,7 +274,9 @@ class BaseMLP:
         vars(self).update(_params=params, _dtype=params.dtype, _layout=state.layout,
                           _n_units=int(state.layout[:, codes.FAN_OUT].sum()),
                           _optimizer=state.optimizer, _rng=state.rng, _kind=state.target_kind,
-                          _no_improvement_count=state.no_improvement_count)
+                          _no_improvement_count=state.no_improvement_count,
+                          _out_activation=state.out_activation or
+                          TARGET_KIND_BY_NAME[state.target_kind].output.name)
 
     # ---------------------------------------------------------------- training
 
@@ -318,6 +331,10 @@ class BaseMLP:
     def _target_weights(self, y, targets: dict, incremental: bool):
         """Weights of the rows for their targets (None: all alike); see _training_weights."""
         return None
+
+    def _check_stratifiable(self, y) -> None:
+        """Refuse targets that early stopping's split cannot divide (none, unless a subclass
+        stratifies)."""
 
     def _check_partial_fit_available(self) -> None:
         # An unknown solver is left to check_params, which names it.

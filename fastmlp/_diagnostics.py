@@ -7,9 +7,10 @@ fitted weights on the training rows, so it cannot fire on a model that learned s
 
 - a dead ReLU layer (every unit <= 0 on every training row) passes no signal and no gradient;
 - outputs equal on every training row mean the network ignores its input;
-- a training loss within ``NO_BETTER`` of the class-frequency loss, once the stopping rule
-  has fired, means training ended without learning from the features (with early stopping,
-  only when the loss did not move either: data with nothing to learn stop there rightly).
+- a training loss within ``NO_BETTER`` of the class-frequency loss (for a regressor, of the
+  loss of predicting the targets' mean), once the stopping rule has fired, means training
+  ended without learning from the features (with early stopping, only when the loss did not
+  move either: data with nothing to learn stop there rightly).
 
 A saturated layer (every unit's slope below ``SATURATED_SLOPE`` on every row) passes no
 gradient, so it and the layers before it have stopped learning; it is named as the cause of
@@ -29,10 +30,9 @@ import warnings
 
 import numpy as np
 
-from . import _targets
 from .exceptions import TrainingWarning
 from .kernels import codes
-from .kernels.reference import activate
+from .kernels.reference import _sample_losses, activate
 from .kernels.registry import ACTIVATION_BY_NAME, OPTIMIZER_BY_NAME
 
 # A chunk's activations stay within a few MB: the reductions over rows run at cache speed.
@@ -86,11 +86,11 @@ def training_problem(est, X: np.ndarray, Y: np.ndarray) -> str | None:
         fix = restart or f"use a smaller {lr}."
     elif stats.constant_outputs():
         problem = (f"{name}: the network's outputs are the same for every training sample, "
-                   f"so it predicts one class whatever the input{because}")
+                   f"so it predicts {stats.constant} whatever the input{because}")
         fix = restart or f"try another {lr}."
     elif stopped and stats.learned_nothing() and (not est.early_stopping or _flat(est)):
         problem = (f"{name} stopped after {est.n_iter_} epochs with a training loss of "
-                   f"{stats.loss():.4g}, no better than predicting the class frequencies "
+                   f"{stats.loss():.4g}, no better than predicting {stats.prior} "
                    f"({stats.prior_loss():.4g})"
                    f"{because or ': the network did not learn from the features'}")
         fix = _learning_rate_advice(est, lr)
@@ -126,15 +126,19 @@ def _learning_rate_advice(est, lr: str) -> str:
 class _Statistics:
     """What the checks need from one forward pass over the training rows."""
 
-    def __init__(self, est, X: np.ndarray):
+    def __init__(self, est, X: np.ndarray, Y: np.ndarray):
         n_hidden = len(est._layout) - 1
         self.activation = ACTIVATION_BY_NAME[est.activation].code
-        self.multiclass = est._kind == _targets.MULTICLASS
+        self.code = est._output_code
+        self.regression = self.code in (codes.LINEAR, codes.EXP)
+        self.constant = "the same values" if self.regression else "one class"
+        self.prior = "the targets' mean" if self.regression else "the class frequencies"
         self.X = X
+        self.Y = Y
         self.peak = [None] * n_hidden       # per unit: largest pre-activation on any row
         self.least = [None] * n_hidden      # per unit: smallest |pre-activation| on any row
         self.out_min = self.out_max = self.target_sum = None
-        self.log_loss_sum = 0.0
+        self.loss_sum = 0.0
         self.n = 0
 
     @classmethod
@@ -142,7 +146,7 @@ class _Statistics:
         weights = int((est._layout[:, codes.FAN_IN] * est._layout[:, codes.FAN_OUT]).sum())
         backend = est.backend if X.shape[0] * weights >= COMPILED_FROM_MACS else "numpy"
         layers = [_one_layer(est, layer, backend) for layer in range(len(est._layout))]
-        stats = cls(est, X)
+        stats = cls(est, X, Y)
         for start in range(0, X.shape[0], CHUNK_ROWS):
             stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
         return stats
@@ -162,7 +166,8 @@ class _Statistics:
         logits = layers[-1](A).astype(np.float64)
         self.out_min = _fold(np.minimum, self.out_min, logits.min(axis=0))
         self.out_max = _fold(np.maximum, self.out_max, logits.max(axis=0))
-        self.log_loss_sum += float(_log_loss(logits, Y.astype(np.float64), self.multiclass))
+        with np.errstate(over="ignore"):    # an exp output's overflow is an infinite loss
+            self.loss_sum += float(_sample_losses(logits, Y.astype(np.float64), self.code).sum())
         self.target_sum = _fold(np.add, self.target_sum, Y.sum(axis=0, dtype=np.float64))
         self.n += X.shape[0]
 
@@ -196,12 +201,19 @@ class _Statistics:
         return bool((self.out_max - self.out_min <= 1e-9 * size).all())
 
     def loss(self) -> float:
-        return self.log_loss_sum / self.n
+        return self.loss_sum / self.n
 
     def prior_loss(self) -> float:
-        """The loss of predicting every row's class (or label) frequencies."""
+        """The loss of predicting every row's class (or label) frequencies, or for a regressor
+        the targets' mean."""
+        if self.regression:
+            mean = self.target_sum / self.n
+            # The exp output's logits are log-predictions: a mean of 0 is the limit -> -inf.
+            logits = mean if self.code == codes.LINEAR else np.log(np.maximum(mean, 1e-300))
+            return float(_sample_losses(np.broadcast_to(logits, self.Y.shape),
+                                        self.Y.astype(np.float64), self.code).mean())
         p = np.clip(self.target_sum / self.n, 1e-300, 1)
-        if self.multiclass:
+        if self.code == codes.SOFTMAX:
             return float(-(p * np.log(p)).sum())
         q = np.clip(1 - self.target_sum / self.n, 1e-300, 1)
         return float(-(p * np.log(p) + q * np.log(q)).sum())
@@ -219,15 +231,6 @@ def _one_layer(est, layer: int, backend: str):
     row[:, codes.UNIT_OFF] = 0
     single._layout, single._n_units = row, int(row[0, codes.FAN_OUT])
     return lambda A: single._forward(np.ascontiguousarray(A), codes.LOGITS)
-
-
-def _log_loss(logits: np.ndarray, Y: np.ndarray, multiclass: bool) -> float:
-    """Summed cross-entropy of the rows, from the logits (no overflow for large ones)."""
-    if multiclass:
-        top = logits.max(axis=1, keepdims=True)
-        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-        return (log_norm - (logits * Y).sum(axis=1)).sum()
-    return (np.logaddexp(0, logits) - Y * logits).sum()
 
 
 def _union(seen, new):

@@ -45,10 +45,12 @@ class TrainingState:
     laid out by ``layout`` (:func:`fastmlp.kernels.layout.make_layout`); ``optimizer`` the
     optimizer's buffers and step count; ``rng`` draws every later epoch's order;
     ``no_improvement_count`` is the stopping rule's count of epochs without improvement;
-    ``target_kind`` a :data:`fastmlp.kernels.registry.TARGET_KINDS` name."""
+    ``target_kind`` a :data:`fastmlp.kernels.registry.TARGET_KINDS` name; ``out_activation``
+    the name of the output layer among that kind's (None: its first)."""
     params: np.ndarray
     layout: np.ndarray
     optimizer: OptimizerState
     rng: np.random.Generator
     target_kind: str
     no_improvement_count: int = 0
+    out_activation: str | None = None

@@ -191,6 +191,36 @@ def _head(array) -> str:
 
 def check_y(y, name: str, n_samples: int) -> np.ndarray:
     """y as a 1-D label array, or a 2-D array for a multi-label indicator matrix."""
+    y = _y_array(y, name, n_samples, "1-D (labels) or 2-D (multi-label indicator)")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(f"y has shape {y.shape}: a multi-label indicator needs at least one "
+                         "label column.")
+    check_labels(y, "y")
+    return y
+
+
+def check_continuous_y(y, name: str, n_samples: int) -> np.ndarray:
+    """y as a float64 array of finite values: 1-D for one output, 2-D for several."""
+    y = _y_array(y, name, n_samples, "1-D (one output) or 2-D (one column per output)")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(f"y has shape {y.shape}: a regressor needs at least one output "
+                         "column.")
+    if y.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported; y has dtype {y.dtype}.")
+    if y.dtype.kind not in "biuf" or y.dtype.hasobject:
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} needs numeric targets; y has non-numeric values: "
+                             f"{error}") from None
+    y = np.asarray(y, dtype=np.float64)
+    _check_finite(y, "y")
+    return y
+
+
+def _y_array(y, name: str, n_samples: int, shapes: str) -> np.ndarray:
+    """y as an array of ``n_samples`` rows, a column vector made 1-D (with scikit-learn's
+    warning); ``shapes`` says which shapes are accepted, for the message."""
     if y is None:
         raise ValueError(f"{name} requires y to be passed, but the target y is None.")
     if _is_sparse(y):
@@ -199,18 +229,13 @@ def check_y(y, name: str, n_samples: int) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected. Please "
                       "change the shape of y to (n_samples, ), for example using ravel().",
-                      DataConversionWarning, stacklevel=4)
+                      DataConversionWarning, stacklevel=5)
         y = y[:, 0]
     if y.ndim not in (1, 2):
-        raise ValueError(f"y must be 1-D (labels) or 2-D (multi-label indicator); got shape "
-                         f"{y.shape}.")
+        raise ValueError(f"y must be {shapes}; got shape {y.shape}.")
     if y.shape[0] != n_samples:
         raise ValueError(f"Found input variables with inconsistent numbers of samples: "
                          f"[{n_samples}, {y.shape[0]}]")
-    if y.ndim == 2 and y.shape[1] == 0:
-        raise ValueError(f"y has shape {y.shape}: a multi-label indicator needs at least one "
-                         "label column.")
-    check_labels(y, "y")
     return y
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from . import _targets
 from ._base import BaseMLP, stochastic_only
 from ._validation import check_class_weight, check_labels, check_sample_weight, check_y
+from .kernels.registry import CLASSIFICATION_KINDS
 
 
 class FastMLP(BaseMLP):
@@ -148,14 +149,7 @@ class FastMLP(BaseMLP):
         self.init = init
         self.backend = backend
 
-    @property
-    def out_activation_(self) -> str:
-        self._check_fitted()
-        return _targets.output(self._kind).name
-
-    @property
-    def _output_code(self) -> int:
-        return _targets.output(self._kind).code
+    _target_kinds = tuple(kind.name for kind in CLASSIFICATION_KINDS)
 
     def fit(self, X, y, sample_weight=None) -> "FastMLP":
         """Train for up to ``max_iter`` epochs (from the current weights with ``warm_start``).
@@ -188,8 +182,8 @@ class FastMLP(BaseMLP):
         kind, labels = self._target_kind_and_classes(y, classes if incremental else None,
                                                      incremental)
         n_outputs = 1 if kind == _targets.BINARY else len(labels)
-        return _targets.encode(y, labels, kind, dtype), n_outputs, dict(classes_=labels,
-                                                                        _kind=kind)
+        fitted = dict(classes_=labels, _kind=kind, _out_activation=_targets.output(kind).name)
+        return _targets.encode(y, labels, kind, dtype), n_outputs, fitted
 
     def _more_targets(self, y, classes, incremental: bool) -> np.ndarray:
         """The target matrix for continued training, once y is shown to fit the network."""

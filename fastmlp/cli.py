@@ -471,8 +471,8 @@ def _check_train_options(args) -> None:
     if (args.delimiter or args.header != "auto") and not args.csv:
         raise ValueError("--delimiter and --header describe a CSV file; none was given.")
     if args.task == "regression":
-        raise ValueError("--task regression: fastmlp train fits classifiers only, for now "
-                         "(no regressor yet).")
+        raise ValueError("--task regression: fastmlp train fits classifiers only, for now; "
+                         "train a fastmlp.FastMLPRegressor from Python.")
     if (args.n_samples is not None or args.noise is not None) and args.dataset != "moons":
         raise ValueError("--n-samples and --noise apply to --dataset moons only.")
     if args.dataset == "loan" and args.test_size is not None:
@@ -573,8 +573,8 @@ def _refuse_regression_target(y: np.ndarray, target: str, path) -> None:
     shown = ", ".join(f"{value:g}" for value in values[:3])
     raise ValueError(f"{path}: the target column {target!r} holds {len(values)} distinct "
                      f"{kind} ({shown}, ...): a regression target, and fastmlp train fits "
-                     "classifiers only, for now. If these values are class labels, add "
-                     "--task classification.")
+                     "classifiers only, for now (fastmlp.FastMLPRegressor fits it from "
+                     "Python). If these values are class labels, add --task classification.")
 
 
 def _standardise(data: _Data) -> None:
@@ -818,6 +818,10 @@ def _fold_standardisation(model: FastMLP, mean: np.ndarray, scale: np.ndarray) -
 
 def predict_command(args) -> int:
     model = load(args.model)
+    if not isinstance(model, FastMLP):
+        raise ValueError(f"{args.model} holds a {type(model).__name__}: fastmlp predict "
+                         "handles FastMLP classifiers only, for now; call the model's "
+                         "predict from Python (fastmlp.load).")
     source = datasets.TextSource(sys.stdin.read()) if args.csv == "-" else args.csv
     fmt, header = _csv_format(args, source, note_file=sys.stderr)
     target, labels = _labels(model, header, args.target, source, fmt)

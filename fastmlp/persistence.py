@@ -11,7 +11,7 @@ array and a ``metadata.json`` entry::
     velocity.npy           the optimizer's state buffers, one entry each, laid out like
                            params.npy (SGD's: its momentum velocity)
     layout.npy             the int64 offsets table of the buffer
-    classes.npy            labels as numbers or a unicode array (never objects)
+    classes.npy            a classifier's labels as numbers or a unicode array (never objects)
     loss_curve.npy         float64, one entry per epoch trained
     validation_scores.npy  float64, present only with early stopping
     feature_names.npy      unicode, present only when fitted with feature names
@@ -58,12 +58,13 @@ from ._base import ESTIMATORS, BaseMLP
 from ._state import OptimizerState, TrainingState
 from .kernels.codes import FAN_IN, FAN_OUT, LAYOUT_COLUMNS
 from .kernels.layout import aligned_copy, make_layout, unpack
-from .kernels.registry import OPTIMIZER_BY_NAME, OPTIMIZERS, TARGET_KIND_BY_NAME
+from .kernels.registry import (CLASSIFICATION_KINDS, OPTIMIZER_BY_NAME, OPTIMIZERS,
+                               TARGET_KIND_BY_NAME)
 
 FORMAT = "fastmlp-model"
 FORMAT_VERSION = 1
 METADATA = "metadata.json"
-KINDS = tuple(TARGET_KIND_BY_NAME)
+CLASSIFICATION_NAMES = tuple(kind.name for kind in CLASSIFICATION_KINDS)
 FLOAT_DTYPES = ("float32", "float64")
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
@@ -154,7 +155,9 @@ def _describe(est: BaseMLP) -> tuple[dict, dict]:
     state = est.get_training_state()
     arrays = {"params": state.params, "layout": state.layout, **state.optimizer.buffers,
               "loss_curve": np.asarray(est.loss_curve_, dtype=np.float64)}
-    arrays["classes"], classes_are_objects = _storable_labels(est.classes_)
+    classes_are_objects = False
+    if hasattr(est, "classes_"):
+        arrays["classes"], classes_are_objects = _storable_labels(est.classes_)
     if est.validation_scores_ is not None:
         arrays["validation_scores"] = np.asarray(est.validation_scores_, dtype=np.float64)
     names = getattr(est, "feature_names_in_", None)
@@ -186,6 +189,7 @@ def _describe(est: BaseMLP) -> tuple[dict, dict]:
         "params": params,
         "fitted": {
             "kind": state.target_kind,
+            "out_activation": state.out_activation,
             "dtype": state.params.dtype.name,
             "n_features_in_": int(est.n_features_in_),
             "n_iter_": int(est.n_iter_),
@@ -553,8 +557,14 @@ def _declared_layers(metadata: dict) -> list[int]:
     fields that decide the entries' shapes and dtypes."""
     fitted = metadata["fitted"]
     kind = fitted.get("kind")
-    if kind not in KINDS:
-        raise _Invalid(f"target kind {kind!r} is not one of {KINDS}.")
+    kinds = ESTIMATORS[metadata["estimator"]]._target_kinds
+    if kind not in kinds:
+        raise _Invalid(f"target kind {kind!r} is not one of {kinds}.")
+    # Files from before regressors hold the kind's only output layer.
+    outputs = [output.name for output in TARGET_KIND_BY_NAME[kind].outputs]
+    if fitted.get("out_activation", outputs[0]) not in outputs:
+        raise _Invalid(f"out_activation {fitted['out_activation']!r} is not one of {outputs} "
+                       f"(the output layers of {kind} targets).")
     dtype = fitted.get("dtype")
     if dtype not in FLOAT_DTYPES:
         raise _Invalid(f"dtype {dtype!r} is not float32 or float64.")
@@ -606,8 +616,9 @@ def _expected_entries(metadata: dict, sizes: list[int]) -> dict[str, _Expected]:
         **{buffer: _Expected(fitted["dtype"], (n_params,), required=buffer in optimizer_buffers)
            for buffer in OPTIMIZER_BUFFERS},
         "layout": _layout_expected(metadata, len(sizes) - 1),
-        "classes": _Expected(None, (2 if fitted["kind"] == "binary" else sizes[-1],),
-                             kinds="biufUS", what="numbers or text"),
+        **({"classes": _Expected(None, (2 if fitted["kind"] == "binary" else sizes[-1],),
+                                 kinds="biufUS", what="numbers or text")}
+           if fitted["kind"] in CLASSIFICATION_NAMES else {}),
         "loss_curve": _Expected("float64", (_n_epochs(fitted),)),
         "validation_scores": _Expected("float64", (_n_epochs(fitted),), required=False,
                                        at_most=True),
@@ -668,7 +679,7 @@ def _check_model(metadata: dict, arrays: dict) -> None:
         _check_entry(name, array.dtype, array.shape, expected[name])
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise _Invalid(f"{name} contains NaN or infinite values.")
-    _check_classes(arrays["classes"], metadata["fitted"]["kind"], sizes[-1])
+    _check_outputs(arrays.get("classes"), metadata["fitted"]["kind"], sizes[-1])
     _check_random_state(metadata["params"].get("random_state"))
 
 
@@ -690,7 +701,13 @@ def _layout_of(sizes: list[int]) -> np.ndarray | None:
         return None
 
 
-def _check_classes(classes: np.ndarray, kind: str, n_outputs: int) -> None:
+def _check_outputs(classes: np.ndarray | None, kind: str, n_outputs: int) -> None:
+    """The output layer's width fits the targets: one output per continuous target, and for a
+    classifier its ``classes``."""
+    if kind not in CLASSIFICATION_NAMES:
+        if (n_outputs == 1) != (kind == "continuous"):
+            raise _Invalid(f"a network with {n_outputs} output(s) does not fit {kind} targets.")
+        return
     # Prediction maps outputs to labels by position and encodes y with searchsorted: the
     # labels must be sorted and distinct, and their number must match the output layer.
     if not np.array_equal(np.unique(classes), classes):
@@ -736,8 +753,9 @@ def _build(metadata: dict, arrays: dict) -> BaseMLP:
     except (TypeError, ValueError) as error:
         raise _Invalid(str(error)) from None
     fitted = metadata["fitted"]
-    est.classes_ = arrays["classes"].astype(object) if fitted.get("classes_are_objects") \
-        else arrays["classes"]
+    if "classes" in arrays:
+        est.classes_ = arrays["classes"].astype(object) if fitted.get("classes_are_objects") \
+            else arrays["classes"]
     est.n_features_in_ = fitted["n_features_in_"]
     if "feature_names" in arrays:
         est.feature_names_in_ = arrays["feature_names"].astype(object)
@@ -748,7 +766,7 @@ def _build(metadata: dict, arrays: dict) -> BaseMLP:
     est.set_training_state(TrainingState(
         aligned_copy(arrays["params"]), layout,
         OptimizerState(optimizer, buffers, fitted.get("optimizer_steps", 0), rate), rng,
-        fitted["kind"], fitted["no_improvement_count"]))
+        fitted["kind"], fitted["no_improvement_count"], fitted.get("out_activation")))
     est.loss_curve_ = arrays["loss_curve"].tolist()
     est.n_iter_ = fitted["n_iter_"]
     est.t_ = fitted["t_"]

@@ -11,10 +11,14 @@ TANH = 2
 RELU = 3
 
 # Output layers: one sigmoid per output column (binary / multi-label) or a softmax; LOGITS
-# leaves the last layer's pre-activations as they are (``decision_function``).
+# leaves the last layer's pre-activations as they are (``decision_function``). For regression,
+# LINEAR is the identity output trained with squared error, EXP the exponential output trained
+# with the Poisson deviance.
 SIGMOID = 0
 SOFTMAX = 1
 LOGITS = 2
+LINEAR = 3
+EXP = 4
 
 # Optimizers (kernels.optimizers): scikit-learn's SGD, plain, with momentum, with Nesterov's
 # momentum.

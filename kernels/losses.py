@@ -1,20 +1,22 @@
-"""Output activations and losses: the sigmoid / softmax output, its cross-entropy and the
-output delta ``p - y``, per output code.
+"""Output activations and losses: the output layer's activation, its loss and the output
+delta ``p - y``, per output code.
 
 An output code names an output activation and its loss as a pair (SIGMOID: a sigmoid per
-column with binary cross-entropy; SOFTMAX: softmax with categorical cross-entropy): each pair
-is a branch of output_activate (prediction) and of loss_and_delta (training) with a loss helper
-of its own here, and a branch of the reference's ``_output`` and ``_sample_losses``. Every pair
-so far has the output delta ``p - y``.
+column with binary cross-entropy; SOFTMAX: softmax with categorical cross-entropy; LINEAR: the
+identity with scikit-learn's squared error; EXP: the exponential with the Poisson deviance):
+each pair is a branch of output_activate (prediction) and of loss_and_delta (training) with a
+loss helper of its own here, and a branch of the reference's ``_output`` and
+``_sample_losses``. Every pair is canonical (its loss's link is its activation's inverse), so
+each has the output delta ``p - y``.
 """
 
 import numpy as np
 
 from ._jit import inline_ir, inline_llvm, standalone
-from .codes import SIGMOID, SOFTMAX
+from .codes import EXP, LINEAR, SIGMOID, SOFTMAX
 
 # The output codes training implements (loss_and_delta); prediction also takes LOGITS.
-TRAINED_OUTPUTS = (SIGMOID, SOFTMAX)
+TRAINED_OUTPUTS = (SIGMOID, SOFTMAX, LINEAR, EXP)
 
 
 @inline_ir
@@ -27,9 +29,13 @@ def _max(z):
 
 @standalone
 def output_activate(z, code):
-    """Output activation, in place: logits to probabilities (``LOGITS`` leaves them)."""
+    """Output activation, in place: logits to probabilities, or to predicted values for EXP
+    (``LOGITS`` and LINEAR leave them)."""
     T = z.dtype.type
-    if code == SIGMOID:
+    if code == EXP:
+        for j in range(z.size):
+            z[j] = np.exp(z[j])
+    elif code == SIGMOID:
         for j in range(z.size):
             z[j] = T(1) / (T(1) + np.exp(-z[j]))
     elif code == SOFTMAX:
@@ -91,7 +97,7 @@ def _add_log1p(logs, product, e):
 
 @inline_ir
 def loss_and_delta(z, y, code, delta, logs, product):
-    """Cross-entropy of one sample from its logits ``z``; turns ``z`` into probabilities and
+    """The loss of one sample from its logits ``z``; turns ``z`` into the outputs ``p`` and
     writes the output delta ``p - y``. Returns ``(loss, logs, product)``: the sample's loss is
     ``loss`` plus what it added to the sum of logarithms ``(logs, product)`` (see
     PRODUCT_LIMIT). Inlined at IR level, so a kernel whose ``code`` is a constant compiles
@@ -99,6 +105,10 @@ def loss_and_delta(z, y, code, delta, logs, product):
     faster."""
     if code == SOFTMAX:
         loss = _softmax_loss(z, y)
+    elif code == LINEAR:
+        loss = _squared_error(z, y)
+    elif code == EXP:
+        loss = _poisson_loss(z, y)
     else:   # SIGMOID (the callers check TRAINED_OUTPUTS)
         loss, logs, product = _sigmoid_loss(z, y, logs, product)
     for j in range(z.size):
@@ -139,3 +149,32 @@ def _sigmoid_loss(z, y, logs, product):
         logs, product = _add_log1p(logs, product, e)
         z[j] = T(1) / (T(1) + e) if z[j] >= T(0) else e / (T(1) + e)
     return loss, logs, product
+
+
+@inline_llvm
+def _squared_error(z, y):
+    """scikit-learn's squared error of one sample: half the mean over its outputs of
+    ``(z - y)**2`` (its batch loss averages over samples and outputs alike). The output delta
+    stays ``z - y``, not divided by the number of outputs, as scikit-learn's."""
+    T = z.dtype.type
+    loss = T(0)
+    for j in range(z.size):
+        d = z[j] - y[j]
+        loss += d * d
+    return loss / T(2 * z.size)
+
+
+@inline_llvm
+def _poisson_loss(z, y):
+    """scikit-learn's Poisson loss (half the deviance) of the log-predictions ``z``, which
+    become the predictions ``exp(z)``: the sum over outputs of ``y log(y / p) - y + p``, taken
+    as ``y log y - y z - y + exp(z)`` so that it never takes log(0) (``y log y`` is 0 at
+    y = 0)."""
+    T = z.dtype.type
+    loss = T(0)
+    for j in range(z.size):
+        p = np.exp(z[j])
+        y_log_y = y[j] * np.log(y[j]) if y[j] > T(0) else T(0)
+        loss += y_log_y - y[j] * z[j] - y[j] + p
+        z[j] = p
+    return loss

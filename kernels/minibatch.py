@@ -62,7 +62,7 @@ def _weighted_mean(params, layout, grad, sample_weight, rows, alpha, loss):
 @standalone
 def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
                    output_activation, scratch, grad):
-    """Mean loss of the batch ``X[rows]`` (cross-entropy plus scikit-learn's L2 penalty) and
+    """Mean loss of the batch ``X[rows]`` (its output's loss plus scikit-learn's L2 penalty) and
     its gradient, written into ``grad``; samples are streamed one at a time. The output code
     is one of losses.TRAINED_OUTPUTS. Weighted means with ``sample_weight`` (see the module's
     docstring)."""
@@ -107,7 +107,7 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
 
 @standalone
 def _batch_mean(params, layout, grad, n, alpha, loss):
-    """Turn the batch's summed cross-entropy ``loss`` and gradient ``grad`` into their means
+    """Turn the batch's summed loss ``loss`` and gradient ``grad`` into their means
     over its ``n`` samples with scikit-learn's L2 penalty added; returns the mean loss."""
     for layer in range(layout.shape[0]):
         W, _ = layer_views(params, layout, layer)

@@ -32,7 +32,8 @@ def _dense_rows(W, b, A, Z):
 @standalone
 def forward(params, layout, X, hidden_activation, output_activation, scratch, out):
     """Write the network's outputs for the rows of ``X`` into ``out``: probabilities for
-    ``SIGMOID`` / ``SOFTMAX``, logits for any other output code. Releases the GIL, so callers
+    ``SIGMOID`` / ``SOFTMAX``, ``exp`` of the logits for ``EXP``, logits for any other output
+    code. Releases the GIL, so callers
     spread row blocks over threads.
 
     Rows go through the network in blocks of as many rows as ``scratch`` holds activation

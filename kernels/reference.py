@@ -9,7 +9,7 @@ gradient of the batch loss with respect to ``Z`` (times the batch size).
 
 import numpy as np
 
-from .codes import LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
+from .codes import EXP, LINEAR, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
 from .layout import unpack
 
 
@@ -35,6 +35,8 @@ def _derivative(A, code):
 
 
 def _output(Z, code):
+    if code == EXP:
+        return np.exp(Z)
     if code == SIGMOID:
         return 1 / (1 + np.exp(-Z))
     if code == SOFTMAX:
@@ -50,7 +52,12 @@ def _output(Z, code):
 
 
 def _sample_losses(Z, Y, code):
-    """Cross-entropy of each sample, computed from the logits so it never takes log(0)."""
+    """The loss of each sample, computed from the logits so it never takes log(0)."""
+    if code == LINEAR:
+        return ((Z - Y) ** 2).sum(axis=1) / (2 * Y.shape[1])
+    if code == EXP:
+        y_log_y = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1)), 0)
+        return (y_log_y - Y * Z - Y + np.exp(Z)).sum(axis=1)
     if code == SOFTMAX:
         M = Z.max(axis=1, keepdims=True)
         log_sum_exp = M[:, 0] + np.log(np.exp(Z - M).sum(axis=1))
@@ -62,7 +69,8 @@ def _sample_losses(Z, Y, code):
 
 def forward(params, layout, X, hidden_activation, output_activation, scratch, out):
     """Write the network's outputs for the rows of ``X`` into ``out``: probabilities for
-    ``SIGMOID`` / ``SOFTMAX``, logits for any other output code. (``scratch`` is the compiled
+    ``SIGMOID`` / ``SOFTMAX``, ``exp`` of the logits for ``EXP``, logits for any other output
+    code. (``scratch`` is the compiled
     kernel's work space; NumPy allocates its own.)"""
     coefs, intercepts = unpack(params, layout)
     A = X
@@ -73,7 +81,7 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
 
 def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
                    output_activation, scratch, grad):
-    """Mean loss of the batch ``X[rows]`` (cross-entropy plus the L2 penalty
+    """Mean loss of the batch ``X[rows]`` (its output's loss plus the L2 penalty
     ``alpha / 2 * sum(W**2) / len(rows)``, as scikit-learn defines it) and its gradient,
     written into ``grad`` (laid out like ``params``). With ``sample_weight`` (a weight per row
     of X) both are scikit-learn's weighted means: the losses and deltas weighted, the sums and

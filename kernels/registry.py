@@ -52,21 +52,33 @@ class Output:
 
 SIGMOID_LOG_LOSS = Output("logistic", codes.SIGMOID, "log_loss")
 SOFTMAX_LOG_LOSS = Output("softmax", codes.SOFTMAX, "log_loss")
-OUTPUTS = (SIGMOID_LOG_LOSS, SOFTMAX_LOG_LOSS)
+IDENTITY_SQUARED_ERROR = Output("identity", codes.LINEAR, "squared_error")
+EXP_POISSON = Output("exp", codes.EXP, "poisson")
+OUTPUTS = (SIGMOID_LOG_LOSS, SOFTMAX_LOG_LOSS, IDENTITY_SQUARED_ERROR, EXP_POISSON)
+# A regressor's ``loss`` picks its output layer.
+REGRESSION_OUTPUTS = (IDENTITY_SQUARED_ERROR, EXP_POISSON)
 
 
 @dataclass(frozen=True)
 class TargetKind:
-    """What a target ``y`` holds, with the output layer that learns it (scikit-learn's
-    ``type_of_target`` names)."""
+    """What a target ``y`` holds (scikit-learn's ``type_of_target`` names), with the output
+    layers that may learn it: the first by default, another by a regressor's ``loss``."""
     name: str
-    output: Output
+    outputs: tuple[Output, ...]
+
+    @property
+    def output(self) -> Output:
+        return self.outputs[0]
 
 
-BINARY = TargetKind("binary", SIGMOID_LOG_LOSS)
-MULTICLASS = TargetKind("multiclass", SOFTMAX_LOG_LOSS)
-MULTILABEL = TargetKind("multilabel-indicator", SIGMOID_LOG_LOSS)
-TARGET_KINDS = (BINARY, MULTICLASS, MULTILABEL)
+BINARY = TargetKind("binary", (SIGMOID_LOG_LOSS,))
+MULTICLASS = TargetKind("multiclass", (SOFTMAX_LOG_LOSS,))
+MULTILABEL = TargetKind("multilabel-indicator", (SIGMOID_LOG_LOSS,))
+CONTINUOUS = TargetKind("continuous", REGRESSION_OUTPUTS)
+CONTINUOUS_MULTIOUTPUT = TargetKind("continuous-multioutput", REGRESSION_OUTPUTS)
+CLASSIFICATION_KINDS = (BINARY, MULTICLASS, MULTILABEL)
+REGRESSION_KINDS = (CONTINUOUS, CONTINUOUS_MULTIOUTPUT)
+TARGET_KINDS = CLASSIFICATION_KINDS + REGRESSION_KINDS
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,7 @@ def _by_name(entries, aliases: bool = False) -> dict:
 
 ACTIVATION_BY_NAME = _by_name(ACTIVATIONS, aliases=True)
 OUTPUT_BY_NAME = _by_name(OUTPUTS)
+REGRESSION_OUTPUT_BY_LOSS = {output.loss: output for output in REGRESSION_OUTPUTS}
 TARGET_KIND_BY_NAME = _by_name(TARGET_KINDS)
 OPTIMIZER_BY_NAME = _by_name(OPTIMIZERS)
 INIT_SCHEME_BY_NAME = _by_name(INIT_SCHEMES)

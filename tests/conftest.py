@@ -14,7 +14,7 @@ import pytest
 
 from fastmlp.kernels import dispatch, reference
 from fastmlp.kernels import registry
-from fastmlp.kernels.codes import SIGMOID, SOFTMAX
+from fastmlp.kernels.codes import EXP, LINEAR, SIGMOID, SOFTMAX
 from fastmlp.kernels.layout import make_layout
 
 # The loan-approval CSVs ship inside the package, so the tests read the copies users get.
@@ -24,7 +24,8 @@ BACKENDS = {"numba": dispatch, "numpy": reference}
 HIDDEN_CODES = {activation.name: activation.code for activation in registry.ACTIVATIONS}
 
 # Output layers the kernels train: (output code, number of output columns).
-OUTPUTS = {"binary": (SIGMOID, 1), "multilabel": (SIGMOID, 3), "softmax": (SOFTMAX, 3)}
+OUTPUTS = {"binary": (SIGMOID, 1), "multilabel": (SIGMOID, 3), "softmax": (SOFTMAX, 3),
+           "squared_error": (LINEAR, 2), "poisson": (EXP, 2)}
 
 # Relative error allowed between two computations of the same float trajectory.
 RTOL = {np.float64: 1e-10, np.float32: 1e-4}
@@ -71,13 +72,18 @@ def make_inputs(n: int, n_features: int, dtype, seed: int) -> np.ndarray:
 
 def make_targets(output: str, n: int, dtype, seed: int, n_outputs: int | None = None):
     """The (n, n_outputs) target matrix the kernels train on for an ``OUTPUTS`` kind: 0/1
-    columns for sigmoid outputs, one-hot rows for a softmax. ``n_outputs`` overrides the
-    kind's usual width."""
+    columns for sigmoid outputs, one-hot rows for a softmax, standard normal values for
+    squared error, Poisson counts (zeros among them) for the Poisson loss. ``n_outputs``
+    overrides the kind's usual width."""
     rng = np.random.default_rng(seed)
     code, usual_width = OUTPUTS[output]
     n_outputs = n_outputs or usual_width
     if code == SOFTMAX:
         return np.eye(n_outputs, dtype=dtype)[rng.integers(0, n_outputs, n)]
+    if code == LINEAR:
+        return rng.normal(size=(n, n_outputs)).astype(dtype)
+    if code == EXP:
+        return rng.poisson(1.5, size=(n, n_outputs)).astype(dtype)
     return (rng.random((n, n_outputs)) < 0.5).astype(dtype)
 
 

@@ -20,7 +20,8 @@ from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_passes_with_
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
 from fastmlp.kernels import dispatch, layers, losses, per_sample, reference, simd
-from fastmlp.kernels.codes import BLAS_CHUNK_ROWS, FAN_OUT, LOGITS, RELU, SIGMOID, SOFTMAX
+from fastmlp.kernels.codes import (BLAS_CHUNK_ROWS, EXP, FAN_OUT, LINEAR, LOGITS, RELU, SIGMOID,
+                                   SOFTMAX)
 from fastmlp.kernels.layout import make_layout
 
 N_SAMPLES = 37        # prime: a mini-batch of 5 leaves a last batch of 2
@@ -232,7 +233,7 @@ def run_forward(kernels, network, X, activation: str, code: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("output", ["binary", "multilabel", "softmax", "logits"])
+@pytest.mark.parametrize("output", [*OUTPUTS, "logits"])
 @pytest.mark.parametrize("n_hidden", [0, *HIDDEN])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", HIDDEN_CODES)
@@ -249,7 +250,7 @@ def test_forward_matches(activation, dtype, n_hidden, output):
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(n_samples=st.integers(1, 30), n_features=st.integers(1, 40),
        hidden=st.lists(st.integers(1, 40), min_size=0, max_size=3),
-       code=st.sampled_from([OUTPUTS["binary"][0], OUTPUTS["softmax"][0], LOGITS]),
+       code=st.sampled_from(sorted({code for code, _ in OUTPUTS.values()} | {LOGITS})),
        n_outputs=st.integers(1, 6), activation=st.sampled_from(list(HIDDEN_CODES)),
        dtype=st.sampled_from(list(DTYPES)))
 def test_forward_matches_for_any_shape(n_samples, n_features, hidden, code, n_outputs,
@@ -269,10 +270,8 @@ def test_forward_probabilities_are_the_output_layer_applied_to_logits(backend, o
     network = make_network([N_FEATURES, 5, n_outputs], np.float64, seed=8, scale=2.0)
     logits = run_forward(BACKENDS[backend], network, X, "tanh", LOGITS)
     probabilities = run_forward(BACKENDS[backend], network, X, "tanh", code)
-    if code == SOFTMAX:
-        expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    else:
-        expected = 1 / (1 + np.exp(-logits))
+    expected = {SOFTMAX: np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True),
+                SIGMOID: 1 / (1 + np.exp(-logits)), LINEAR: logits, EXP: np.exp(logits)}[code]
     assert_relative_close(probabilities, expected, 1e-14)
 
 
@@ -280,7 +279,8 @@ def test_kernels_still_run_with_jit_disabled():
     """NUMBA_DISABLE_JIT=1 (coverage, debugging) runs the compiled kernels as plain Python; it
     must still walk the reference's trajectories. A subset of the tests above, rerun so."""
     assert_passes_with_jit_disabled(__file__, "test_sgd_epoch_trajectories_match and relu and "
-                                    "permutation and softmax or test_forward_matches and relu")
+                                    "permutation and (softmax or squared_error or poisson) or "
+                                    "test_forward_matches and relu")
 
 
 # ------------------------------------------------------------------ estimator, both backends

@@ -6,6 +6,7 @@ from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, assert_relative_close, ma
                       make_network, make_targets)
 
 from fastmlp.kernels import dispatch, minibatch
+from fastmlp.kernels.codes import EXP, LINEAR
 from fastmlp.kernels.layout import unpack
 
 N_SAMPLES = 9
@@ -56,17 +57,36 @@ def loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code,
     return float(loss), grad
 
 
+def penalty(params, layout, sample_weight) -> float:
+    """scikit-learn's L2 penalty of the batch: alpha / 2 * ||W||^2 / its total weight."""
+    coefs, _ = unpack(params, layout)
+    total = len(ROWS) if sample_weight is None else sample_weight[ROWS].sum()
+    return ALPHA / 2 * sum((W * W).sum() for W in coefs) / total
+
+
+def objective(kernels, params, layout, n_units, X, Y, activation, code, sample_weight) -> float:
+    """The function whose gradient batch_gradient computes: the batch loss, but for squared
+    error with the error summed over the outputs rather than averaged: scikit-learn reports
+    the mean over outputs as the loss yet steps along the output delta p - y, the gradient of
+    the sum."""
+    loss, _ = loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code,
+                                sample_weight)
+    if code != LINEAR:
+        return loss
+    n_outputs = Y.shape[1]
+    return n_outputs * loss - (n_outputs - 1) * penalty(params, layout, sample_weight)
+
+
 def finite_difference_gradient(kernels, params, layout, n_units, X, Y, activation, code,
                                sample_weight):
     grad = np.empty_like(params)
     for i in range(params.size):
         shifted = params.copy()
         shifted[i] += STEP
-        up, _ = loss_and_gradient(kernels, shifted, layout, n_units, X, Y, activation, code,
-                                  sample_weight)
+        up = objective(kernels, shifted, layout, n_units, X, Y, activation, code, sample_weight)
         shifted[i] -= 2 * STEP
-        down, _ = loss_and_gradient(kernels, shifted, layout, n_units, X, Y, activation, code,
-                                    sample_weight)
+        down = objective(kernels, shifted, layout, n_units, X, Y, activation, code,
+                         sample_weight)
         grad[i] = (up - down) / (2 * STEP)
     return grad
 
@@ -112,3 +132,24 @@ def test_batch_loss_is_mean_cross_entropy_plus_l2(backend):
     y = Y[ROWS, 0]
     cross_entropy = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     assert loss == pytest.approx(cross_entropy + ALPHA / 2 * (W @ W) / len(ROWS), rel=1e-13)
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+@pytest.mark.parametrize("output", ["squared_error", "poisson"])
+@pytest.mark.parametrize("backend", GRADIENTS)
+def test_regression_batch_loss_is_scikit_learns(backend, output, n_outputs):
+    """The batch loss of the regression outputs is scikit-learn's own loss function (half the
+    mean squared error over samples and outputs; the Poisson loss summed over outputs) of the
+    predictions, plus its L2 penalty."""
+    from sklearn.neural_network._base import poisson_loss, squared_loss
+
+    code, _ = OUTPUTS[output]
+    X = make_inputs(N_SAMPLES, N_FEATURES, np.float64, seed=17)
+    Y = make_targets(output, N_SAMPLES, np.float64, seed=18, n_outputs=n_outputs)
+    params, layout, n_units = make_network([N_FEATURES, 4, n_outputs], np.float64, seed=19)
+    loss, _ = loss_and_gradient(GRADIENTS[backend], params, layout, n_units, X, Y, "tanh",
+                                code)
+    coefs, intercepts = unpack(params, layout)
+    Z = np.tanh(X[ROWS] @ coefs[0] + intercepts[0]) @ coefs[1] + intercepts[1]
+    expected = poisson_loss(Y[ROWS], np.exp(Z)) if code == EXP else squared_loss(Y[ROWS], Z)
+    assert loss == pytest.approx(expected + penalty(params, layout), rel=1e-13)

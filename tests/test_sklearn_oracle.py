@@ -35,13 +35,15 @@ def oracle_settings(params: dict) -> dict:
         params
 
 
-def train_sklearn(X, y, coefs, intercepts, sample_weight=None, **params) -> MLPClassifier:
-    """MLPClassifier trained from the given weights: one throw-away fit sets up its classes and
-    shapes, then a warm-started fit runs from our weights (it updates coefs_ in place), with
-    the throw-away epoch's bookkeeping (t_, the stopping rule's count) undone."""
+def train_sklearn(X, y, coefs, intercepts, sample_weight=None, oracle=MLPClassifier,
+                  **params):
+    """scikit-learn's ``oracle`` (MLPClassifier or MLPRegressor) trained from the given
+    weights: one throw-away fit sets up its classes and shapes, then a warm-started fit runs
+    from our weights (it updates coefs_ in place), with the throw-away epoch's bookkeeping
+    (t_, the stopping rule's count) undone."""
     settings = oracle_settings(dict(solver="sgd", learning_rate="constant") | params)
     max_iter = settings.pop("max_iter")
-    model = MLPClassifier(warm_start=True, max_iter=1, **settings)
+    model = oracle(warm_start=True, max_iter=1, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SklearnConvergenceWarning)
         model.fit(X, y)
@@ -53,8 +55,8 @@ def train_sklearn(X, y, coefs, intercepts, sample_weight=None, **params) -> MLPC
     return model
 
 
-def train_fastmlp(X, y, coefs, intercepts, sample_weight=None, **params) -> FastMLP:
-    model = FastMLP(init=(coefs, intercepts), **oracle_settings(params))
+def train_fastmlp(X, y, coefs, intercepts, sample_weight=None, estimator=FastMLP, **params):
+    model = estimator(init=(coefs, intercepts), **oracle_settings(params))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(X, y, sample_weight=sample_weight)
