@@ -57,7 +57,7 @@ def loss_and_gradient(kernels, params, layout, n_units, X, Y, activation, code,
     return float(loss), grad
 
 
-def penalty(params, layout, sample_weight) -> float:
+def penalty(params, layout, sample_weight=None) -> float:
     """scikit-learn's L2 penalty of the batch: alpha / 2 * ||W||^2 / its total weight."""
     coefs, _ = unpack(params, layout)
     total = len(ROWS) if sample_weight is None else sample_weight[ROWS].sum()
