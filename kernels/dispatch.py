@@ -15,8 +15,11 @@ from .minibatch import blas_batch_gradient, minibatch_epoch
 from .optimizers import descend, optimizer_code
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
+from .csr import in_dense_groups, merge_width, trains_sparse
+from .sparse import sparse_per_sample_kernel
 
-__all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "use_blas"]
+__all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sparse_sgd_epoch",
+           "use_blas"]
 
 
 def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
@@ -30,9 +33,7 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
     per-sample fit compiles in about half the time). Batch size 1 goes through the per-sample
     kernel if it implements the optimizer (PER_SAMPLE_OPTIMIZERS), else through the generic
     path of mini-batches (batch_gradient and descend), one sample a batch."""
-    if output_activation not in TRAINED_OUTPUTS:
-        raise ValueError(f"no loss for output code {output_activation}: training takes "
-                         f"{TRAINED_OUTPUTS}")
+    _check_trained_output(output_activation)
     optimizer = optimizer_code(momentum, nesterov)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
@@ -49,6 +50,38 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
                                      lr, alpha, momentum, nesterov, hidden_activation,
                                      output_activation, scratch, work)
     return total / order.size
+
+
+def _check_trained_output(output_activation: int) -> None:
+    if output_activation not in TRAINED_OUTPUTS:
+        raise ValueError(f"no loss for output code {output_activation}: training takes "
+                         f"{TRAINED_OUTPUTS}")
+
+
+def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, sample_weight,
+                     order, batch_size, lr, alpha, momentum, nesterov, hidden_activation,
+                     output_activation, scratch):
+    """sgd_epoch on the rows of a CSR matrix ``(data, indices, indptr)`` (data of the
+    network's dtype, column indices sorted and unique within each row). Plain per-sample SGD
+    (kernels.csr.trains_sparse) runs the sparse kernel, which touches only the weight rows
+    of each sample's non-zero features; any other setting runs sgd_epoch on groups of whole
+    batches densified (kernels.csr.in_dense_groups).
+
+    ``sample_weight`` (None or one weight per row) is ignored by the sparse kernel: at batch
+    size 1 scikit-learn's weight scales only the L2 term, and that kernel trains without
+    one."""
+    _check_trained_output(output_activation)
+    if not trains_sparse(batch_size, alpha, momentum):
+        return in_dense_groups(sgd_epoch, params, velocity, grad, layout, data, indices, indptr,
+                               Y, sample_weight, order, batch_size, lr, alpha, momentum,
+                               nesterov, hidden_activation, output_activation, scratch)
+    shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
+    epoch = sparse_per_sample_kernel(hidden_activation, output_activation, shallow)
+    width = merge_width(indptr)
+    columns = np.empty(width, dtype=indices.dtype)
+    merged = np.empty((2, width), dtype=params.dtype)
+    return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch, columns,
+                 merged) / order.size
 
 
 def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,

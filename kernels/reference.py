@@ -11,6 +11,7 @@ import numpy as np
 
 from .codes import LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
 from .layout import unpack
+from .csr import in_dense_groups
 
 
 def activate(Z, code):
@@ -117,3 +118,13 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
         descend(params, velocity, grad, lr, momentum, nesterov)
         total += loss * len(rows)
     return total / len(order)
+
+
+def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, sample_weight,
+                     order, batch_size, lr, alpha, momentum, nesterov, hidden_activation,
+                     output_activation, scratch):
+    """sgd_epoch on the rows of a CSR matrix ``(data, indices, indptr)``: each batch's rows
+    densified (in groups of whole batches), then the math above."""
+    return in_dense_groups(sgd_epoch, params, velocity, grad, layout, data, indices, indptr, Y,
+                           sample_weight, order, batch_size, lr, alpha, momentum, nesterov,
+                           hidden_activation, output_activation, scratch)
