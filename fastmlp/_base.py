@@ -54,6 +54,15 @@ def _backend(name: str):
     return dispatch
 
 
+def _kernels(name: str, X):
+    """The entry points of backend ``name`` for this X: a sparse X's through
+    _sparse.SparseKernels (imported only for sparse X)."""
+    if isinstance(X, np.ndarray):
+        return _backend(name)
+    from ._sparse import SparseKernels
+    return SparseKernels(_backend(name))
+
+
 def _make_rng(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
@@ -376,7 +385,7 @@ class BaseMLP:
         a later one diverges or is interrupted (Ctrl-C)."""
         from scipy.optimize import minimize     # SciPy costs import time: only when used
 
-        kernels = _backend(self.backend)
+        kernels = _kernels(self.backend, X)
         self._align_params()
         params, layout = self._params, self._layout
         alpha = self._dtype.type(self.alpha)
@@ -445,7 +454,7 @@ class BaseMLP:
     def _epoch_runner(self, X, Y, n: int):
         """A function that trains the weights in place for one epoch over the given sample
         order and returns the epoch's mean loss."""
-        kernels = _backend(self.backend)
+        kernels = _kernels(self.backend, X)
         batch = n if self.batch_size == "full" else min(int(self.batch_size), n)
         T = self._dtype.type
         alpha, momentum = T(self.alpha), T(self.momentum)
@@ -620,7 +629,7 @@ class BaseMLP:
                              "large for its weights. Scale X as the training data was scaled.")
 
     def _forward(self, X, output: int) -> np.ndarray:
-        kernels = _backend(self.backend)
+        kernels = _kernels(self.backend, X)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=self._dtype)
         hidden = ACTIVATION_BY_NAME[self.activation].code
 

@@ -2,6 +2,8 @@
 reference backend needs no Numba): which settings the sparse kernel trains, and dense blocks
 of rows within a memory budget for everything else."""
 
+from typing import Callable, NamedTuple
+
 import numpy as np
 
 from .codes import FAN_IN
@@ -17,11 +19,18 @@ def trains_sparse(batch_size: int, alpha: float, momentum: float) -> bool:
     return batch_size == 1 and alpha == 0 and momentum == 0
 
 
+class DenseKernels(NamedTuple):
+    """A backend's dense entry points that epochs on CSR rows run on densified rows."""
+    sgd_epoch: Callable
+    batch_gradient: Callable
+    descend: Callable
+
+
 def block_rows(n_features: int, itemsize: int, multiple: int = 1) -> int:
     """Rows of ``n_features`` features a dense block holds within DENSE_BLOCK_BYTES, a
-    multiple of ``multiple`` (whole batches), and at least ``multiple``."""
-    rows = DENSE_BLOCK_BYTES // (n_features * itemsize)
-    return max(multiple, rows // multiple * multiple)
+    multiple of ``multiple`` (whole batches) when one fits, and at least one row."""
+    rows = max(1, DENSE_BLOCK_BYTES // (n_features * itemsize))
+    return rows // multiple * multiple if rows >= multiple else rows
 
 
 def dense_rows(data, indices, indptr, rows, n_features: int) -> np.ndarray:
@@ -36,14 +45,44 @@ def dense_rows(data, indices, indptr, rows, n_features: int) -> np.ndarray:
     return block
 
 
-def in_dense_groups(sgd_epoch, params, velocity, grad, layout, data, indices, indptr, Y,
-                    sample_weight, order, batch_size, lr, alpha, momentum, nesterov,
+def batch_gradient_in_blocks(batch_gradient, params, layout, data, indices, indptr, Y, rows,
+                             alpha, hidden_activation, output_activation, scratch, grad):
+    """A backend's dense ``batch_gradient`` of the CSR rows ``rows``, densified: at once when
+    they fit in a block; else the sum of the blocks' mean gradients and losses, each weighted
+    by its share of the rows and given that share of the penalty ``alpha``, which is the
+    batch's mean with the whole penalty, to rounding."""
+    n_features = int(layout[0, FAN_IN])
+    most = block_rows(n_features, params.dtype.itemsize)
+    n = rows.size
+    if n <= most:
+        return batch_gradient(params, layout, dense_rows(data, indices, indptr, rows, n_features),
+                              Y[rows], np.arange(n), alpha, hidden_activation,
+                              output_activation, scratch, grad)
+    T = params.dtype.type
+    part = np.empty_like(grad)
+    grad[:] = 0
+    loss = 0.0
+    for start in range(0, n, most):
+        block = rows[start:start + most]
+        share = block.size / n
+        loss += share * float(batch_gradient(
+            params, layout, dense_rows(data, indices, indptr, block, n_features), Y[block],
+            np.arange(block.size), T(alpha * share), hidden_activation, output_activation,
+            scratch, part))
+        grad += T(share) * part
+    return loss
+
+
+def in_dense_groups(dense: DenseKernels, params, velocity, grad, layout, data, indices,
+                    indptr, Y, sample_weight, order, batch_size, lr, alpha, momentum, nesterov,
                     hidden_activation, output_activation, scratch):
     """A backend's dense ``sgd_epoch`` over the CSR rows ``order``, given consecutive groups
     of whole batches densified (block_rows). Batches and their order are the epoch's, so the
     weights are the dense epoch's; the mean loss is the groups' losses summed, to rounding.
     Per-sample epochs restart the dense kernel's fused first-layer pass at each group, so
-    they round as the dense kernel does to within a few ulps per group.
+    they round as the dense kernel does to within a few ulps per group. A batch larger than
+    a block is never densified whole: its gradient is summed over blocks
+    (batch_gradient_in_blocks), then the step is taken, weights and loss to rounding.
 
     ``sample_weight`` is accepted for the dense entry points' signature; None only, until
     they take it."""
@@ -52,16 +91,20 @@ def in_dense_groups(sgd_epoch, params, velocity, grad, layout, data, indices, in
     n_features = int(layout[0, FAN_IN])
     group = block_rows(n_features, params.dtype.itemsize, batch_size)
     total = 0.0
+    if group < batch_size:
+        for start in range(0, order.size, batch_size):
+            rows = order[start:start + batch_size]
+            loss = batch_gradient_in_blocks(dense.batch_gradient, params, layout, data, indices,
+                                            indptr, Y, rows, alpha, hidden_activation,
+                                            output_activation, scratch, grad)
+            dense.descend(params, velocity, grad, lr, momentum, nesterov)
+            total += loss * rows.size
+        return total / order.size
     for start in range(0, order.size, group):
         rows = order[start:start + group]
         block = dense_rows(data, indices, indptr, rows, n_features)
-        loss = sgd_epoch(params, velocity, grad, layout, block, Y[rows],
-                         np.arange(rows.size), batch_size, lr, alpha, momentum, nesterov,
-                         hidden_activation, output_activation, scratch)
+        loss = dense.sgd_epoch(params, velocity, grad, layout, block, Y[rows],
+                               np.arange(rows.size), batch_size, lr, alpha, momentum, nesterov,
+                               hidden_activation, output_activation, scratch)
         total += float(loss) * rows.size
     return total / order.size
-
-
-def merge_width(indptr) -> int:
-    """The length of the merged work arrays of sparse_per_sample_kernel: two rows' non-zeros."""
-    return 2 * int(np.diff(indptr).max(initial=0))

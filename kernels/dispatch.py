@@ -15,7 +15,7 @@ from .minibatch import blas_batch_gradient, minibatch_epoch
 from .optimizers import descend, optimizer_code
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
-from .csr import in_dense_groups, merge_width, trains_sparse
+from .csr import DenseKernels, in_dense_groups, trains_sparse
 from .sparse import sparse_per_sample_kernel
 
 __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sparse_sgd_epoch",
@@ -72,16 +72,12 @@ def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, s
     one."""
     _check_trained_output(output_activation)
     if not trains_sparse(batch_size, alpha, momentum):
-        return in_dense_groups(sgd_epoch, params, velocity, grad, layout, data, indices, indptr,
+        return in_dense_groups(_DENSE, params, velocity, grad, layout, data, indices, indptr,
                                Y, sample_weight, order, batch_size, lr, alpha, momentum,
                                nesterov, hidden_activation, output_activation, scratch)
     shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
     epoch = sparse_per_sample_kernel(hidden_activation, output_activation, shallow)
-    width = merge_width(indptr)
-    columns = np.empty(width, dtype=indices.dtype)
-    merged = np.empty((2, width), dtype=params.dtype)
-    return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch, columns,
-                 merged) / order.size
+    return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch) / order.size
 
 
 def batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation, output_activation,
@@ -168,3 +164,7 @@ def blas_work(layout, n_features: int, batch_size: int, dtype) -> np.ndarray:
     chunk = min(batch_size, BLAS_CHUNK_ROWS)
     n_units = int(layout[-1, UNIT_OFF] + layout[-1, FAN_OUT])
     return np.empty(chunk * (n_features + 2 * n_units) + int(weights.max()), dtype)
+
+
+# What sparse_sgd_epoch runs on densified rows.
+_DENSE = DenseKernels(sgd_epoch, batch_gradient, descend)

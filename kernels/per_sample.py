@@ -21,7 +21,7 @@ from .simd import prefetch
 
 
 @inline_ir
-def _prefetch_row(row):
+def prefetch_row(row):
     for offset in range(0, row.size * row.itemsize, CACHE_LINE_BYTES):
         prefetch(row, offset)
 
@@ -107,7 +107,7 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
             # Rows come in shuffled order, so the hardware cannot guess the rows to come: without
             # this hint their load latency stalls every sample.
             if s + ahead < order.size:
-                _prefetch_row(X[order[s + ahead]])
+                prefetch_row(X[order[s + ahead]])
             squares += step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
                                                lr, alpha, momentum, nesterov)
         return total + logs + np.log(product)
