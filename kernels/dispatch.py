@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, UNIT_OFF
+from .csr import DenseKernels, in_dense_groups, trains_sparse
 from .layers import NARROW
 from .losses import TRAINED_OUTPUTS
 from .minibatch import batch_gradient as streamed_batch_gradient
@@ -15,7 +16,6 @@ from .minibatch import blas_batch_gradient, minibatch_epoch
 from .optimizers import descend, optimizer_code
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
-from .csr import DenseKernels, in_dense_groups, trains_sparse
 from .sparse import sparse_per_sample_kernel
 
 __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sparse_sgd_epoch",
@@ -69,7 +69,7 @@ def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, s
 
     ``sample_weight`` (None or one weight per row) is ignored by the sparse kernel: at batch
     size 1 scikit-learn's weight scales only the L2 term, and that kernel trains without
-    one."""
+    one. The densified path takes None only until the dense entry points take weights."""
     _check_trained_output(output_activation)
     if not trains_sparse(batch_size, alpha, momentum):
         return in_dense_groups(_DENSE, params, velocity, grad, layout, data, indices, indptr,

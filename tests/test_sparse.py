@@ -128,6 +128,23 @@ def test_sparse_kernel_reads_int64_indices():
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+def test_sparse_kernel_ignores_sample_weight():
+    """At batch size 1 scikit-learn's sample weight scales only the L2 term, which plain SGD
+    has not: the sparse kernel trains the same weights with or without one."""
+    params, layout, n_units = make_network([30, 16, 1], np.float64, seed=1)
+    X = scipy.sparse.csr_matrix(sparsify(make_inputs(40, 30, np.float64, seed=2), seed=3))
+    Y = make_targets("binary", 40, np.float64, seed=4)
+    runs = []
+    for sample_weight in (None, np.linspace(0.5, 2.0, 40)):
+        trained = aligned_copy(params)
+        BACKENDS["numba"].sparse_sgd_epoch(
+            trained, None, None, layout, X.data, X.indices, X.indptr, Y, sample_weight,
+            np.arange(40), 1, 0.1, 0.0, 0.0, False, HIDDEN_CODES["relu"], OUTPUTS["binary"][0],
+            np.empty(2 * n_units))
+        runs.append(trained)
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 # ------------------------------------------------------------------ the estimator
 
 
