@@ -56,6 +56,15 @@ def _backend(name: str):
     return dispatch
 
 
+def _kernels(name: str, X):
+    """The entry points of backend ``name`` for this X: a sparse X's through
+    _sparse.SparseKernels (imported only for sparse X)."""
+    if isinstance(X, np.ndarray):
+        return _backend(name)
+    from ._sparse import SparseKernels
+    return SparseKernels(_backend(name))
+
+
 def _make_rng(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
@@ -425,7 +434,7 @@ class BaseMLP:
         a later one diverges or is interrupted (Ctrl-C)."""
         from scipy.optimize import minimize     # SciPy costs import time: only when used
 
-        kernels = _backend(self.backend)
+        kernels = _kernels(self.backend, X)
         self._align_params()
         params, layout = self._params, self._layout
         alpha = self._dtype.type(self.alpha)
@@ -508,7 +517,7 @@ class BaseMLP:
         """A function that trains the weights in place for one epoch over the given sample
         order and returns the epoch's mean loss (rows weighted by ``sample_weight`` unless
         None)."""
-        kernels = _backend(self.backend)
+        kernels = _kernels(self.backend, X)
         batch = n if self.batch_size == "full" else min(int(self.batch_size), n)
         T = self._dtype.type
         alpha, momentum = T(self.alpha), T(self.momentum)
@@ -683,15 +692,15 @@ class BaseMLP:
                              "large for its weights. Scale X as the training data was scaled.")
 
     def _forward(self, X, output: int) -> np.ndarray:
-        return forward_pass(self.backend, self._params, self._layout, self._n_units, X,
-                            ACTIVATION_BY_NAME[self.activation].code, output)
+        return forward_pass(_kernels(self.backend, X), self._params, self._layout,
+                            self._n_units, X, ACTIVATION_BY_NAME[self.activation].code, output)
 
 
-def forward_pass(backend: str, params, layout, n_units: int, X, hidden: int,
+def forward_pass(kernels, params, layout, n_units: int, X, hidden: int,
                  output: int) -> np.ndarray:
-    """The network's outputs (code ``output``) for the rows of X, which has the parameters'
-    dtype and is C-contiguous: large inputs in blocks of rows on every core."""
-    kernels = _backend(backend)
+    """The network's outputs (code ``output``) for the rows of X (C-contiguous of the
+    parameters' dtype, or CSR) by ``kernels`` (see _kernels): large inputs in blocks of rows on
+    every core."""
     out = np.empty((X.shape[0], int(layout[-1, codes.FAN_OUT])), dtype=params.dtype)
 
     def run(start, stop):

@@ -30,6 +30,7 @@ import warnings
 
 import numpy as np
 
+from ._sparse import dense_blocks
 from .exceptions import TrainingWarning
 from .kernels import codes
 from .kernels.reference import _sample_losses, activate
@@ -184,15 +185,18 @@ class _Statistics:
 
     def inputs_vary(self) -> bool:
         """Whether the training rows are not all the same (then no output could vary)."""
-        first = self.X[:1]
-        return any((self.X[start:start + CHUNK_ROWS] != first).any()
-                   for start in range(0, self.X.shape[0], CHUNK_ROWS))
+        first = None
+        for _, block in dense_blocks(self.X, CHUNK_ROWS):
+            first = block[:1] if first is None else first
+            if (block != first).any():
+                return True
+        return False
 
     def unscaled(self) -> bool:
         """Whether some feature's root mean square is off the standardised scale: asked only
         about a model found useless, so it reads X again rather than slow every check."""
-        sum_squares = sum(np.square(self.X[start:start + CHUNK_ROWS], dtype=np.float64)
-                          .sum(axis=0) for start in range(0, self.X.shape[0], CHUNK_ROWS))
+        sum_squares = sum(np.square(block, dtype=np.float64).sum(axis=0)
+                          for _, block in dense_blocks(self.X, CHUNK_ROWS))
         return bool(np.sqrt(sum_squares.max() / self.n) > UNSCALED_RMS)
 
     def constant_outputs(self) -> bool:
@@ -230,7 +234,13 @@ def _one_layer(est, layer: int, backend: str):
     row = est._layout[layer:layer + 1].copy()
     row[:, codes.UNIT_OFF] = 0
     single._layout, single._n_units = row, int(row[0, codes.FAN_OUT])
-    return lambda A: single._forward(np.ascontiguousarray(A), codes.LOGITS)
+
+    def pre_activations(A):
+        if isinstance(A, np.ndarray):
+            return single._forward(np.ascontiguousarray(A), codes.LOGITS)
+        # A sparse X's rows: SciPy's sparse product costs a fraction of densifying them.
+        return np.asarray(A @ est.coefs_[layer]) + est.intercepts_[layer]
+    return pre_activations
 
 
 def _union(seen, new):

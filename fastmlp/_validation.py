@@ -47,8 +47,7 @@ def check_X(X, name: str, dtype=None, *, return_abs_max: bool = False):
     if X is None:
         raise ValueError(f"{name} requires X to be passed, but X is None.")
     if _is_sparse(X):
-        raise TypeError(f"{name} does not support sparse input: pass a dense array "
-                        "(X.toarray()).")
+        return _check_sparse_X(X, name, dtype, return_abs_max)
     if np.ma.is_masked(X):
         raise ValueError(f"{name} does not support masked arrays: fill the masked entries "
                          "(X.filled(value)) or drop their rows.")
@@ -92,6 +91,39 @@ def check_X(X, name: str, dtype=None, *, return_abs_max: bool = False):
         return array, _finite_abs_max(array, "X")
     _check_finite(array, "X")
     return array
+
+
+def _check_sparse_X(X, name: str, dtype, return_abs_max: bool):
+    """check_X for a SciPy sparse X: a CSR matrix or array (CSC and the other formats are
+    converted, as scikit-learn converts them) of float32 or float64 (others become float64, or
+    ``dtype``) with finite stored values, its column indices sorted and unique within each
+    row (the sparse kernel's order of summation). The caller's X is never modified."""
+    if X.ndim != 2:
+        raise ValueError(f"Found sparse array with dim {X.ndim}. {name} expected 2.")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"Found array with shape {X.shape} while a minimum of 1 sample and 1 "
+                         "feature is required.")
+    kind = X.dtype.kind
+    if kind == "c":
+        raise ValueError("Complex data not supported")
+    if kind not in "biuf":
+        raise ValueError(f"{name} needs numeric features; X has dtype {X.dtype}.")
+    if dtype is None:
+        native = X.dtype.newbyteorder("=")
+        dtype = native if native in FLOAT_DTYPES else np.float64
+    if X.format != "csr":
+        X = X.tocsr()
+    if X.dtype != dtype:
+        with np.errstate(over="ignore"):
+            X = X.astype(dtype)
+    if not X.has_canonical_format:
+        # A copy first: sum_duplicates works in place.
+        X = X.copy()
+        X.sum_duplicates()
+    if return_abs_max:
+        return X, _finite_abs_max(X.data, "X") if X.nnz else 0.0
+    _check_finite(X.data, "X")
+    return X
 
 
 def _is_frame(X) -> bool:

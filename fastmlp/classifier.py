@@ -292,7 +292,7 @@ class FastMLP(BaseMLP):
                     transformer_tags=None,
                     regressor_tags=None,
                     classifier_tags=ClassifierTags(multi_label=True),
-                    input_tags=InputTags(allow_nan=False, sparse=False))
+                    input_tags=InputTags(allow_nan=False, sparse=True))
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean accuracy of ``predict(X)`` against ``y`` (subset accuracy for multi-label)."""

@@ -35,7 +35,8 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from ._base import _sklearn_order, forward_pass
+from ._base import _kernels, _sklearn_order, forward_pass
+from ._validation import _is_sparse, check_X
 from .kernels import registry
 from .kernels.layout import aligned_copy, make_layout, unpack
 
@@ -119,9 +120,11 @@ def _network(est) -> _Network:
     return network
 
 
-def _as_kernel_input(X, dtype) -> np.ndarray:
-    if hasattr(X, "toarray"):
-        X = X.toarray()
+def _as_kernel_input(X, dtype):
+    """X as the kernels take it: C-contiguous of ``dtype``, or a canonical CSR matrix of it
+    (scikit-learn's checks have run: the conversion is all that is left)."""
+    if _is_sparse(X):
+        return check_X(X, "", dtype)
     return np.ascontiguousarray(X, dtype=dtype)
 
 
@@ -142,8 +145,8 @@ class _CompiledLoops:
         if params.dtype != dtype:
             params = aligned_copy(params.astype(dtype))
         output = registry.OUTPUT_BY_NAME[self.out_activation_].code
-        return forward_pass("numba", params, network.layout, network.n_units,
-                            _as_kernel_input(X, dtype),
+        X = _as_kernel_input(X, dtype)
+        return forward_pass(_kernels("numba", X), params, network.layout, network.n_units, X,
                             registry.ACTIVATION_BY_NAME[self.activation].code, output)
 
     def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight, activations, deltas,
@@ -254,13 +257,11 @@ class _EpochRunner:
     flat buffer and flat optimizer state whose views the scikit-learn optimizer holds."""
 
     def __init__(self, est, network: _Network, X, y, sample_weight):
-        from .kernels import dispatch
-
-        self._kernels = dispatch
         self._est = est
         self._network = network
         dtype = network.params.dtype
         self._X = _as_kernel_input(X, dtype)
+        self._kernels = _kernels("numba", self._X)
         self._Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
         self._weight = _as_kernel_weight(sample_weight, dtype)
         self._grad = np.empty_like(network.params)
@@ -273,8 +274,8 @@ class _EpochRunner:
         optimizer = est._optimizer
         return float(self._kernels.sgd_epoch(
             network.params, self._velocity, self._grad, network.layout, self._X, self._Y,
-            self._weight, order, batch_size, T(optimizer.learning_rate), T(est.alpha), T(optimizer.momentum),
-            bool(optimizer.nesterov),
+            self._weight, order, batch_size, T(optimizer.learning_rate), T(est.alpha),
+            T(optimizer.momentum), bool(optimizer.nesterov),
             registry.ACTIVATION_BY_NAME[est.activation].code,
             registry.OUTPUT_BY_NAME[est.out_activation_].code, self._scratch))
 
@@ -297,9 +298,6 @@ class _LbfgsProblem:
     scikit-learn's order, computed by the compiled ``batch_gradient``."""
 
     def __init__(self, est, X, y, sample_weight):
-        from .kernels import dispatch
-
-        self._kernels = dispatch
         units = [X.shape[1], *(coef.shape[1] for coef in est.coefs_)]
         self._layout, n_params, n_units = make_layout(units)
         dtype = X.dtype
@@ -308,6 +306,7 @@ class _LbfgsProblem:
         self._scratch = np.empty(2 * n_units, dtype=dtype)
         self._packing = _sklearn_order(self._layout)
         self._X = _as_kernel_input(X, dtype)
+        self._kernels = _kernels("numba", self._X)
         self._Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
         self._weight = _as_kernel_weight(sample_weight, dtype)
         self._rows = np.arange(X.shape[0])

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, UNIT_OFF
+from .csr import DenseKernels, in_dense_groups, trains_sparse
 from .layers import NARROW
 from .losses import TRAINED_OUTPUTS
 from .minibatch import batch_gradient as streamed_batch_gradient
@@ -15,8 +16,10 @@ from .minibatch import blas_batch_gradient, minibatch_epoch
 from .optimizers import descend, optimizer_code
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
+from .sparse import sparse_per_sample_kernel
 
-__all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "use_blas"]
+__all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sparse_sgd_epoch",
+           "use_blas"]
 
 
 def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_size, lr,
@@ -32,9 +35,7 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_
     per-sample fit compiles in about half the time). Batch size 1 goes through the per-sample
     kernel if it implements the optimizer (PER_SAMPLE_OPTIMIZERS), else through the generic
     path of mini-batches (batch_gradient and descend), one sample a batch."""
-    if output_activation not in TRAINED_OUTPUTS:
-        raise ValueError(f"no loss for output code {output_activation}: training takes "
-                         f"{TRAINED_OUTPUTS}")
+    _check_trained_output(output_activation)
     optimizer = optimizer_code(momentum, nesterov)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
@@ -61,6 +62,34 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_
                                      batch_size, lr, alpha, momentum, nesterov,
                                      hidden_activation, output_activation, scratch, work)
     return total / order.size
+
+
+def _check_trained_output(output_activation: int) -> None:
+    if output_activation not in TRAINED_OUTPUTS:
+        raise ValueError(f"no loss for output code {output_activation}: training takes "
+                         f"{TRAINED_OUTPUTS}")
+
+
+def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, sample_weight,
+                     order, batch_size, lr, alpha, momentum, nesterov, hidden_activation,
+                     output_activation, scratch):
+    """sgd_epoch on the rows of a CSR matrix ``(data, indices, indptr)`` (data of the
+    network's dtype, column indices sorted and unique within each row). Plain per-sample SGD
+    (kernels.csr.trains_sparse) runs the sparse kernel, which touches only the weight rows
+    of each sample's non-zero features; any other setting runs sgd_epoch on groups of whole
+    batches densified (kernels.csr.in_dense_groups).
+
+    ``sample_weight`` (None or one weight per row) is ignored by the sparse kernel: at batch
+    size 1 scikit-learn's weight scales only the L2 term, and that kernel trains without
+    one; the densified path weighs the rows as the dense entry points do."""
+    _check_trained_output(output_activation)
+    if not trains_sparse(batch_size, alpha, momentum):
+        return in_dense_groups(_DENSE, params, velocity, grad, layout, data, indices, indptr,
+                               Y, sample_weight, order, batch_size, lr, alpha, momentum,
+                               nesterov, hidden_activation, output_activation, scratch)
+    shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
+    epoch = sparse_per_sample_kernel(hidden_activation, output_activation, shallow)
+    return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch) / order.size
 
 
 def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
@@ -148,3 +177,7 @@ def blas_work(layout, n_features: int, batch_size: int, dtype) -> np.ndarray:
     chunk = min(batch_size, BLAS_CHUNK_ROWS)
     n_units = int(layout[-1, UNIT_OFF] + layout[-1, FAN_OUT])
     return np.empty(chunk * (n_features + 2 * n_units) + int(weights.max()), dtype)
+
+
+# What sparse_sgd_epoch runs on densified rows.
+_DENSE = DenseKernels(sgd_epoch, batch_gradient, descend)

@@ -21,7 +21,7 @@ from .simd import prefetch
 
 
 @inline_ir
-def _prefetch_row(row):
+def prefetch_row(row):
     for offset in range(0, row.size * row.itemsize, CACHE_LINE_BYTES):
         prefetch(row, offset)
 
@@ -57,6 +57,7 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"the per-sample kernel has no optimizer of code {optimizer}")
     nesterov = optimizer == NESTEROV
+    upper = upper_layers(hidden_activation, output_activation, shallow, nesterov)
 
     @standalone
     def per_sample_epoch(params, velocity, layout, X, Y, sample_weight, order, lr, alpha,
@@ -85,8 +86,6 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
         WL, bL, VWL, vbL = _optimizer_state(params, velocity, layout, last)
         z0 = units(acts, layout, 0)
         delta0 = units(deltas, layout, 0)
-        zL = units(acts, layout, last)
-        deltaL = units(deltas, layout, last)
         total = 0.0
         logs, product = 0.0, 1.0
         # The L2 penalty's sum of squared weights: each sample's update sums the squares of the
@@ -97,9 +96,7 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
         # weights out of L1.
         ahead = 2 if X.shape[1] * X.itemsize > 1024 else 4
         # Each inlined copy of a helper lengthens the first run's compile, so this once-per-epoch
-        # pass takes dense's plainest path, and the loop calls each helper from one place (one
-        # dense for the middle and last layers, picking the views made once per epoch rather
-        # than per sample).
+        # pass takes dense's plainest path.
         dense_by_units(W0, b0, X[order[0]], z0)
         penalty = alpha
         for s in range(order.size):
@@ -107,50 +104,85 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
             if alpha is not None:
                 if sample_weight is not None:
                     penalty = alpha / sample_weight[i]
-            # A shallow network's layer loops, unrolled to their one narrow layer.
-            if shallow:
-                activate(z0, hidden_activation)
-                dense_narrow(WL, bL, z0, zL)
-            else:
-                for layer in range(1, last + 1):
-                    a = z0 if layer == 1 else units(acts, layout, layer - 1)
-                    activate(a, hidden_activation)
-                    if layer == last:
-                        W, b, z = WL, bL, zL
-                    else:
-                        W, b = layer_views(params, layout, layer)
-                        z = units(acts, layout, layer)
-                    dense(W, b, a, z)
-            loss, logs, product = loss_and_delta(zL, Y[i], output_activation, deltaL, logs,
-                                                  product)
+            loss, logs, product, new_squares = upper(params, velocity, layout, acts, deltas, WL,
+                                                     bL, VWL, vbL, Y[i], lr, penalty, momentum,
+                                                     logs, product)
             total += loss
             if alpha is not None:
                 total += penalty / 2 * squares
-            squares = T(0)
-            if shallow:
-                squares += backprop_step_narrow(WL, bL, VWL, vbL, z0, deltaL, delta0, lr,
-                                                 penalty, momentum, nesterov)
-                scale_by_derivative(delta0, z0, hidden_activation)
-            else:
-                for layer in range(last, 0, -1):
-                    if layer == last:
-                        W, b, VW, vb = WL, bL, VWL, vbL
-                    else:
-                        W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
-                    a = units(acts, layout, layer - 1)
-                    delta_prev = units(deltas, layout, layer - 1)
-                    squares += backprop_step(W, b, VW, vb, a, units(deltas, layout, layer),
-                                              delta_prev, lr, penalty, momentum, nesterov)
-                    scale_by_derivative(delta_prev, a, hidden_activation)
+            squares = new_squares
             # The last sample's fused forward pass computes an unused z for order[0]: one wasted
             # forward pass per epoch buys a branch-free inner loop.
             next_i = order[s + 1] if s + 1 < order.size else order[0]
             # Rows come in shuffled order, so the hardware cannot guess the rows to come: without
             # this hint their load latency stalls every sample.
             if s + ahead < order.size:
-                _prefetch_row(X[order[s + ahead]])
+                prefetch_row(X[order[s + ahead]])
             squares += step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
                                                lr, penalty, momentum, nesterov)
         return total + logs + np.log(product)
 
     return per_sample_epoch
+
+
+@functools.cache
+def upper_layers(hidden_activation: int, output_activation: int, shallow: bool,
+                 nesterov: bool):
+    """The per-sample kernels' work between the first layer's forward pass and its step, for
+    activation codes, a network kind (see per_sample_kernel) and Nesterov's momentum as
+    constants: ``upper(params, velocity, layout, acts, deltas, WL, bL, VWL, vbL, y, lr, alpha,
+    momentum, logs, product)`` activates layer 0's pre-activations (in ``acts``), runs the
+    later layers forward, takes the loss and output delta for target ``y``, and backward
+    steps every later layer down to layer 0's delta (in ``deltas``, scaled by the
+    derivative). ``WL, bL, VWL, vbL`` are the last layer's views, made once per epoch.
+    Returns ``(loss, logs, product, squares)`` (see loss_and_delta and backprop_step).
+
+    Shared by the dense (per_sample_kernel) and the sparse (kernels.sparse) kernels, which
+    differ only in the first layer."""
+
+    @inline_ir
+    def upper(params, velocity, layout, acts, deltas, WL, bL, VWL, vbL, y, lr, alpha, momentum,
+              logs, product):
+        T = params.dtype.type
+        last = layout.shape[0] - 1
+        z0 = units(acts, layout, 0)
+        delta0 = units(deltas, layout, 0)
+        zL = units(acts, layout, last)
+        deltaL = units(deltas, layout, last)
+        # Each inlined copy of a helper lengthens the first run's compile, so each is called
+        # from one place (one dense for the middle and last layers, picking the last layer's
+        # views made once per epoch rather than per sample).
+        # A shallow network's layer loops, unrolled to their one narrow layer.
+        if shallow:
+            activate(z0, hidden_activation)
+            dense_narrow(WL, bL, z0, zL)
+        else:
+            for layer in range(1, last + 1):
+                a = z0 if layer == 1 else units(acts, layout, layer - 1)
+                activate(a, hidden_activation)
+                if layer == last:
+                    W, b, z = WL, bL, zL
+                else:
+                    W, b = layer_views(params, layout, layer)
+                    z = units(acts, layout, layer)
+                dense(W, b, a, z)
+        loss, logs, product = loss_and_delta(zL, y, output_activation, deltaL, logs, product)
+        squares = T(0)
+        if shallow:
+            squares += backprop_step_narrow(WL, bL, VWL, vbL, z0, deltaL, delta0, lr, alpha,
+                                             momentum, nesterov)
+            scale_by_derivative(delta0, z0, hidden_activation)
+        else:
+            for layer in range(last, 0, -1):
+                if layer == last:
+                    W, b, VW, vb = WL, bL, VWL, vbL
+                else:
+                    W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
+                a = units(acts, layout, layer - 1)
+                delta_prev = units(deltas, layout, layer - 1)
+                squares += backprop_step(W, b, VW, vb, a, units(deltas, layout, layer),
+                                          delta_prev, lr, alpha, momentum, nesterov)
+                scale_by_derivative(delta_prev, a, hidden_activation)
+        return loss, logs, product, squares
+
+    return upper

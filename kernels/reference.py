@@ -11,6 +11,7 @@ import numpy as np
 
 from .codes import EXP, LINEAR, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
 from .layout import unpack
+from .csr import DenseKernels, in_dense_groups
 
 
 def activate(Z, code):
@@ -135,3 +136,17 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_
         descend(params, velocity, grad, lr, momentum, nesterov)
         total += loss * len(rows)
     return total / len(order)
+
+
+def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, sample_weight,
+                     order, batch_size, lr, alpha, momentum, nesterov, hidden_activation,
+                     output_activation, scratch):
+    """sgd_epoch on the rows of a CSR matrix ``(data, indices, indptr)``: each batch's rows
+    densified (in groups of whole batches), then the math above."""
+    return in_dense_groups(_DENSE, params, velocity, grad, layout, data, indices, indptr, Y,
+                           sample_weight, order, batch_size, lr, alpha, momentum, nesterov,
+                           hidden_activation, output_activation, scratch)
+
+
+# What sparse_sgd_epoch runs on densified rows.
+_DENSE = DenseKernels(sgd_epoch, batch_gradient, descend)

@@ -311,6 +311,30 @@ def step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, sq
                        momentum, nesterov, registers, masked), codegen)
 
 
+def _accumulate_row_numpy(z, W, k, start, count, x, registers, masked):
+    z[:count] += x * W[k, start:start + count]
+
+
+@_intrinsic_or(_accumulate_row_numpy)
+def accumulate_row(typingctx, z, W, k, start, count, x, registers, masked):
+    """``z += x * W[k, start:]`` for one block (see _Block) of a row of ``W``, into the lane
+    buffer ``z``: a multiply-add per vector, as step_and_accumulate sums its z."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        z_, W_ = args[:2]
+        k_, start_, count_ = (context.cast(builder, value, type_, types.intp)
+                              for value, type_ in zip(args[2:5], sig.args[2:5]))
+        block = _Block(context, builder, W.dtype, registers, masked, count_)
+        x_ = block.splat(context.cast(builder, args[5], x, W.dtype))
+        w = block.load(sig.args[1], W_, [k_, start_])
+        total = block.fma(x_, w, block.load(sig.args[0], z_, block.zero, whole=True))
+        block.store(total, sig.args[0], z_, block.zero, whole=True)
+        return context.get_dummy_value()
+    return types.none(z, W, k, start, count, x, registers, masked), codegen
+
+
 def _dense_tile_numpy(Z, A, W, b, row, start, count, rows, registers, masked):
     columns = slice(start, start + count)
     Z[row:row + rows, columns] = A[row:row + rows] @ W[:, columns] + b[columns]

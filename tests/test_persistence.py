@@ -282,7 +282,8 @@ def test_pickled_object_arrays_are_refused_without_unpickling(saved, tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(format="something-else"), "does not describe"),
     (lambda m: m.update(format_version=99), "newer than this fastmlp"),
-    (lambda m: m.update(estimator="Other"), "holds a 'Other', not one of ['FastMLP', 'FastMLPRegressor']"),
+    (lambda m: m.update(estimator="Other"),
+     "holds a 'Other', not one of ['FastMLP', 'FastMLPRegressor']"),
     (lambda m: m.pop("fitted"), "lacks its 'fitted' section"),
     (lambda m: m["fitted"].update(dtype="float16"), "float32 or float64"),
     (lambda m: m["fitted"].update(kind="regression"), "target kind"),

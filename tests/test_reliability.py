@@ -91,8 +91,9 @@ BAD_X = {
     "dates": (X_OK.astype("datetime64[D]"), ValueError, "numeric features"),
     "records": (np.zeros((20, 4), dtype=[("a", "f8")]), ValueError, "numeric features"),
     "masked": (np.ma.masked_greater(X_OK, 1.0), ValueError, "masked"),
-    "sparse-matrix": (scipy.sparse.csr_matrix(X_OK), TypeError, "sparse"),
-    "sparse-array": (scipy.sparse.coo_array(X_OK), TypeError, "sparse"),
+    "sparse-nan": (scipy.sparse.csr_matrix(with_value(np.nan)), ValueError, "contains NaN"),
+    "sparse-inf": (scipy.sparse.coo_array(with_value(np.inf)), ValueError, "infinity"),
+    "sparse-complex": (scipy.sparse.csr_array(X_OK + 1j), ValueError, "Complex data"),
 }
 
 BAD_Y = {
@@ -283,7 +284,7 @@ PREDICTORS = ["predict", "predict_proba", "predict_log_proba", "decision_functio
 
 
 def call(model: FastMLP, method: str, X):
-    return model.score(X, Y_OK[:len(X)]) if method == "score" else getattr(model, method)(X)
+    return model.score(X, Y_OK[:X.shape[0]]) if method == "score" else getattr(model, method)(X)
 
 
 @pytest.mark.parametrize("method", PREDICTORS)
@@ -296,8 +297,8 @@ def test_prediction_input_is_checked(method):
         call(model, method, with_value(np.nan))
     with pytest.raises(ValueError, match="got 1D array"):
         call(model, method, X_OK[0])
-    with pytest.raises(TypeError, match="sparse"):
-        call(model, method, scipy.sparse.csr_matrix(X_OK))
+    with pytest.raises(ValueError, match="contains NaN"):
+        call(model, method, scipy.sparse.csr_matrix(with_value(np.nan)))
 
 
 BAD_SCORE_INPUTS = {
