@@ -12,18 +12,21 @@ from .layers import NARROW
 from .losses import TRAINED_OUTPUTS
 from .minibatch import batch_gradient as streamed_batch_gradient
 from .minibatch import blas_batch_gradient, minibatch_epoch
-from .optimizers import descend, optimizer_code
+from .optimizers import descend
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
 
 __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "use_blas"]
 
 
-def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha, momentum,
-              nesterov, hidden_activation, output_activation, scratch):
+def sgd_epoch(params, state, grad, layout, X, Y, order, batch_size, optimizer, hyper, steps,
+              alpha, hidden_activation, output_activation, scratch):
     """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
-    ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
-    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``).
+    ``batch_size`` consecutive entries of ``order``, by the optimizer of code ``optimizer``
+    (see :mod:`fastmlp.kernels.optimizers`: ``state`` is the tuple of its buffers, ``hyper``
+    its hyperparameters, ``steps`` the steps it took before this epoch; the epoch takes one
+    per batch). Returns the mean loss over the epoch's samples, each batch's loss taken before
+    its step (scikit-learn's ``loss_curve_``).
 
     Plain Python, called once per epoch: choosing the kernel here rather than inside one
     compiled entry point means a fit compiles only the kernel its batch mode runs (the first
@@ -33,20 +36,19 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha
     if output_activation not in TRAINED_OUTPUTS:
         raise ValueError(f"no loss for output code {output_activation}: training takes "
                          f"{TRAINED_OUTPUTS}")
-    optimizer = optimizer_code(momentum, nesterov)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
         epoch = per_sample_kernel(hidden_activation, output_activation, shallow, optimizer)
-        total = epoch(params, velocity if optimizer != SGD else None, layout, X, Y, order, lr,
-                      alpha if alpha != 0 else None, momentum, scratch)
+        total = epoch(params, state if optimizer != SGD else None, layout, X, Y, order, hyper,
+                      steps, alpha if alpha != 0 else None, scratch)
     else:
         batch = min(batch_size, order.size)
         work = None
         if use_blas(layout, batch):
             work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
         with _blas_threads_for(layout, batch):
-            total = minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size,
-                                     lr, alpha, momentum, nesterov, hidden_activation,
+            total = minibatch_epoch(params, state, grad, layout, X, Y, order, batch_size,
+                                     optimizer, hyper, steps, alpha, hidden_activation,
                                      output_activation, scratch, work)
     return total / order.size
 

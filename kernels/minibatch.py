@@ -142,9 +142,10 @@ def blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
 
 
 @standalone
-def minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr, alpha,
-                     momentum, nesterov, hidden_activation, output_activation, scratch, work):
-    """Batches of more than one sample: mean gradient, then one step. Returns the summed
+def minibatch_epoch(params, state, grad, layout, X, Y, order, batch_size, optimizer, hyper,
+                     steps, alpha, hidden_activation, output_activation, scratch, work):
+    """Batches of more than one sample: mean gradient, then one step of the optimizer (see
+    optimizers.descend; ``steps`` is the steps it took before this epoch). Returns the summed
     loss, each batch's loss weighted by its size. Exactly one of ``scratch`` and ``work`` is
     None: the gradient streams samples one at a time (batch_gradient) in ``scratch``, or goes
     through BLAS (blas_batch_gradient) in ``work``.
@@ -162,6 +163,6 @@ def minibatch_epoch(params, velocity, grad, layout, X, Y, order, batch_size, lr,
         if work is not None:
             loss = blas_batch_gradient(params, layout, X, Y, rows, alpha, hidden_activation,
                                         output_activation, work, grad)
-        descend(params, velocity, grad, lr, momentum, nesterov)
+        descend(params, state, grad, optimizer, hyper, steps + start // batch_size)
         total += loss * rows.size
     return total

@@ -1,4 +1,4 @@
-"""The per-sample (batch size 1) SGD epoch kernel, specialised per network kind.
+"""The per-sample (batch size 1) epoch kernel, specialised per network kind and optimizer.
 
 Per-sample SGD streams every weight through the cache for every sample, so the epoch is
 written to touch each weight as few times as possible: a layer's backward pass reads each
@@ -12,11 +12,12 @@ import functools
 import numpy as np
 
 from ._jit import inline_ir, standalone
-from .codes import CACHE_LINE_BYTES, FAN_OUT, MOMENTUM, NESTEROV, SGD, UNIT_OFF
+from .codes import ADAM, CACHE_LINE_BYTES, FAN_OUT, MOMENTUM, NESTEROV, SGD, UNIT_OFF
 from .layers import (activate, backprop_step, backprop_step_narrow, dense, dense_by_units,
                      dense_narrow, layer_views, scale_by_derivative, step_first_and_forward,
                      sum_squared_weights, units)
 from .losses import loss_and_delta
+from .optimizers import adam_step
 from .simd import prefetch
 
 
@@ -27,18 +28,33 @@ def _prefetch_row(row):
 
 
 @inline_ir
-def _optimizer_state(params, velocity, layout, layer):
-    """The layer's weights and the velocity views its step needs (None without momentum)."""
+def _optimizer_state(params, state, layout, layer, optimizer):
+    """The layer's weights and the views of the optimizer's state its step needs: tuples
+    (weights, biases) of one view per buffer, or None for plain SGD. Picked by the code, a
+    constant of the kernel, so that Numba types only the optimizer's own views."""
     W, b = layer_views(params, layout, layer)
-    if velocity is None:
+    if optimizer == SGD:
         return W, b, None, None
-    VW, vb = layer_views(velocity, layout, layer)
-    return W, b, VW, vb
+    if optimizer == ADAM:
+        MW, mb = layer_views(state[0], layout, layer)
+        VW, vb = layer_views(state[1], layout, layer)
+        return W, b, (MW, VW), (mb, vb)
+    VW, vb = layer_views(state[0], layout, layer)
+    return W, b, (VW,), (vb,)
+
+
+@inline_ir
+def _step_scalars(params, hyper, t, optimizer):
+    """The scalars of the optimizer's ``t``-th step (see optimizers)."""
+    if optimizer == ADAM:
+        return adam_step(params, hyper, t)
+    T = params.dtype.type
+    return T(hyper[0]), T(hyper[1])
 
 
 # The optimizer codes this kernel implements (its update helpers and its first layer's SIMD
 # step, simd.step_and_accumulate); dispatch.sgd_epoch trains any other on the generic path.
-OPTIMIZERS = (SGD, MOMENTUM, NESTEROV)
+OPTIMIZERS = (SGD, MOMENTUM, NESTEROV, ADAM)
 
 
 @functools.cache
@@ -59,14 +75,15 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
     nesterov = optimizer == NESTEROV
 
     @standalone
-    def per_sample_epoch(params, velocity, layout, X, Y, order, lr, alpha, momentum, scratch):
+    def per_sample_epoch(params, state, layout, X, Y, order, hyper, steps, alpha, scratch):
         """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed
-        loss.
+        loss. Each sample is one step of the optimizer (see optimizers for ``state``, its
+        buffers, ``hyper`` and ``steps``, the steps it took before this epoch).
 
-        ``velocity`` is None for SGD and ``alpha`` None without an L2 penalty: Numba
-        then compiles a kernel with no momentum or penalty code at all (it prunes branches on
-        ``is None``), which is what the default settings run; it compiles in about a second
-        less, and the first layer's update takes one multiply-add per weight less.
+        ``state`` is None for plain SGD and ``alpha`` None without an L2 penalty: Numba
+        then compiles a kernel with no optimizer-state or penalty code at all (it prunes
+        branches on ``is None``), which is what the default settings run; it compiles in about
+        a second less, and the first layer's update takes one multiply-add per weight less.
 
         Layer 0's pre-activations for a sample are computed by the previous sample's fused
         step (and before the loop for the first sample)."""
@@ -75,8 +92,9 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
         n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
         acts = scratch[:n_units]
         deltas = scratch[n_units:2 * n_units]
-        W0, b0, VW0, vb0 = _optimizer_state(params, velocity, layout, 0)
-        WL, bL, VWL, vbL = _optimizer_state(params, velocity, layout, last)
+        W0, b0, SW0, sb0 = _optimizer_state(params, state, layout, 0, optimizer)
+        WL, bL, SWL, sbL = _optimizer_state(params, state, layout, last, optimizer)
+        step = _step_scalars(params, hyper, steps + 1, optimizer)
         z0 = units(acts, layout, 0)
         delta0 = units(deltas, layout, 0)
         zL = units(acts, layout, last)
@@ -97,6 +115,8 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
         dense_by_units(W0, b0, X[order[0]], z0)
         for s in range(order.size):
             i = order[s]
+            if optimizer == ADAM:
+                step = adam_step(params, hyper, steps + s + 1)
             # A shallow network's layer loops, unrolled to their one narrow layer.
             if shallow:
                 activate(z0, hidden_activation)
@@ -118,19 +138,19 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
                 total += alpha / 2 * squares
             squares = T(0)
             if shallow:
-                squares += backprop_step_narrow(WL, bL, VWL, vbL, z0, deltaL, delta0, lr, alpha,
-                                                 momentum, nesterov)
+                squares += backprop_step_narrow(WL, bL, SWL, sbL, z0, deltaL, delta0, alpha,
+                                                 step, nesterov)
                 scale_by_derivative(delta0, z0, hidden_activation)
             else:
                 for layer in range(last, 0, -1):
                     if layer == last:
-                        W, b, VW, vb = WL, bL, VWL, vbL
+                        W, b, SW, sb = WL, bL, SWL, sbL
                     else:
-                        W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
+                        W, b, SW, sb = _optimizer_state(params, state, layout, layer, optimizer)
                     a = units(acts, layout, layer - 1)
                     delta_prev = units(deltas, layout, layer - 1)
-                    squares += backprop_step(W, b, VW, vb, a, units(deltas, layout, layer),
-                                              delta_prev, lr, alpha, momentum, nesterov)
+                    squares += backprop_step(W, b, SW, sb, a, units(deltas, layout, layer),
+                                              delta_prev, alpha, step, nesterov)
                     scale_by_derivative(delta_prev, a, hidden_activation)
             # The last sample's fused forward pass computes an unused z for order[0]: one wasted
             # forward pass per epoch buys a branch-free inner loop.
@@ -139,8 +159,8 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
             # this hint their load latency stalls every sample.
             if s + ahead < order.size:
                 _prefetch_row(X[order[s + ahead]])
-            squares += step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
-                                               lr, alpha, momentum, nesterov)
+            squares += step_first_and_forward(W0, b0, SW0, sb0, X[i], delta0, X[next_i], z0,
+                                               alpha, step, nesterov)
         return total + logs + np.log(product)
 
     return per_sample_epoch
