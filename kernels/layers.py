@@ -255,7 +255,8 @@ def step_first_and_forward(W, b, SW, sb, x, delta, x_next, z_next, alpha, step, 
     (the next sample's L2 penalty), else zero."""
     T = W.dtype.type
     step_biases(b, sb, delta, step, nesterov)
-    if SW is not None and (1 + len(SW)) * W.size * W.itemsize > ROW_BY_ROW_ABOVE_BYTES:
+    if SW is not None and len(SW) != ADAM_BUFFERS and \
+            (1 + len(SW)) * W.size * W.itemsize > ROW_BY_ROW_ABOVE_BYTES:
         for j in range(b.size):
             z_next[j] = b[j]
         for k in range(x.size):

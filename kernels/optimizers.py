@@ -24,6 +24,7 @@ import numpy as np
 
 from ._jit import inline_ir, inline_llvm, standalone
 from .codes import NESTEROV
+from .simd import adam_block, lanes_in
 
 # Adam's state buffers: its moments m and v.
 ADAM_BUFFERS = 2
@@ -56,13 +57,18 @@ def adam_step(like, hyper, t):
     """The scalars of Adam's ``t``-th step (counted from 1) in ``like``'s dtype: (lr_t,
     beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon), computed in float64 as scikit-learn
     computes them (lr_t = learning_rate_init * sqrt(1 - beta_2**t) / (1 - beta_1**t), the
-    powers by the C library's pow, as Python's) and each rounded to the dtype once."""
+    powers by the C library's pow, as Python's) and each rounded to the dtype once. Also
+    whether the bias corrections have settled: both 1 - beta**t round to 1, as they will for
+    every later t, so that lr_t is learning_rate_init from then on."""
     T = like.dtype.type
     learning_rate_init, beta_1, beta_2, epsilon = hyper
     # A float exponent: Numba computes float ** int by repeated multiplication.
     exponent = np.float64(t)
-    lr_t = learning_rate_init * np.sqrt(1.0 - beta_2 ** exponent) / (1.0 - beta_1 ** exponent)
-    return T(lr_t), T(beta_1), T(1.0 - beta_1), T(beta_2), T(1.0 - beta_2), T(epsilon)
+    correction_1 = 1.0 - beta_1 ** exponent
+    correction_2 = 1.0 - beta_2 ** exponent
+    lr_t = learning_rate_init * np.sqrt(correction_2) / correction_1
+    settled = correction_1 == 1.0 and correction_2 == 1.0
+    return (T(lr_t), T(beta_1), T(1.0 - beta_1), T(beta_2), T(1.0 - beta_2), T(epsilon)), settled
 
 
 @standalone
@@ -90,6 +96,19 @@ def update(w, g, state, i, step, nesterov):
 
 
 @inline_llvm
+def adam_steps(params, grad, m, v, step):
+    """Adam's step (adam_update's) of every element of the 1-D ``params`` with gradient
+    ``grad`` and moments ``m`` and ``v``, in SIMD blocks (simd.adam_block): LLVM leaves the
+    scalar loop over four arrays scalar."""
+    lanes = lanes_in(params)
+    whole = params.size - params.size % lanes
+    for i in range(0, whole, lanes):
+        adam_block(params, grad, m, v, i, lanes, step, 1, False)
+    if whole < params.size:
+        adam_block(params, grad, m, v, whole, params.size - whole, step, 1, True)
+
+
+@inline_llvm
 def l2_gradient(g, alpha, w):
     """The gradient of weight ``w`` whose loss gradient is ``g``: g + alpha * w, or g itself
     when ``alpha`` is None (no L2 penalty: see per_sample_kernel)."""
@@ -104,6 +123,9 @@ def step_biases(b, sb, delta, step, nesterov):
     if sb is None:
         for j in range(b.size):
             b[j] = sgd_update(b[j], delta[j], step[0])
+        return
+    if len(sb) == ADAM_BUFFERS:
+        adam_steps(b, delta, sb[0], sb[1], step)
         return
     for j in range(b.size):
         b[j] = update(b[j], delta[j], sb, j, step, nesterov)
@@ -120,10 +142,8 @@ def descend(params, state, grad, optimizer, hyper, steps):
             params[i] = sgd_update(params[i], grad[i], T(hyper[0]))
         return
     if len(state) == ADAM_BUFFERS:
-        step = adam_step(params, hyper, steps + 1)
-        m, v = state
-        for i in range(params.size):
-            params[i] = adam_update(params[i], grad[i], m, v, i, step)
+        step, _ = adam_step(params, hyper, steps + 1)
+        adam_steps(params, grad, state[0], state[1], step)
         return
     lr, momentum = T(hyper[0]), T(hyper[1])
     if momentum == 0:

@@ -53,6 +53,14 @@ def _fma(builder, a, b, c):
     return builder.call(fn, [a, b, c])
 
 
+def _sqrt(builder, value):
+    """The correctly rounded square root of a vector (llvm.sqrt)."""
+    t = value.type
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t]),
+                                        f"llvm.sqrt.v{t.count}{t.element.intrinsic_name}")
+    return builder.call(fn, [value])
+
+
 def _intrinsic_or(python):
     """Compile the decorated intrinsic; but with Numba's JIT disabled (coverage, debugging),
     where intrinsics cannot run, use ``python``, the same operation in NumPy.
@@ -145,6 +153,22 @@ class _Block:
 
     def fma(self, a, b, c):
         return _fma(self.builder, a, b, c)
+
+    def adam_step(self, w, g, m, v, index, scalars):
+        """Adam's step of the block of parameters ``w`` with gradient ``g``, its moments
+        ``m`` and ``v`` (each an (array type, array) pair) at ``index``, updated and stored
+        back; ``scalars`` are the step's (optimizers.adam_step), in the block's dtype.
+        scikit-learn's formula, its sums in multiply-adds. Returns the new parameters."""
+        builder = self.builder
+        lr_t, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon = \
+            (self.splat(value) for value in scalars)
+        m_new = self.fma(beta_1, self.load(*m, index), builder.fmul(one_minus_beta_1, g))
+        v_new = self.fma(beta_2, self.load(*v, index),
+                         builder.fmul(one_minus_beta_2, builder.fmul(g, g)))
+        self.store(m_new, *m, index)
+        self.store(v_new, *v, index)
+        return builder.fadd(w, builder.fdiv(builder.fmul(builder.fneg(lr_t), m_new),
+                                            builder.fadd(_sqrt(builder, v_new), epsilon)))
 
 
 def _lane_buffer_numpy(like, registers):
@@ -255,14 +279,6 @@ def _step_and_accumulate_numpy(W, SW, k, start, count, scaled_delta, z, squares,
     z[:count] += x_next * w
 
 
-def _sqrt(builder, value):
-    """The correctly rounded square root of a vector (llvm.sqrt)."""
-    t = value.type
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t]),
-                                        f"llvm.sqrt.v{t.count}{t.element.intrinsic_name}")
-    return builder.call(fn, [value])
-
-
 @_intrinsic_or(_step_and_accumulate_numpy)
 def step_and_accumulate(typingctx, W, SW, k, start, count, scaled_delta, z, squares, x,
                          x_next, alpha, step, nesterov, registers, masked):
@@ -321,22 +337,13 @@ def step_and_accumulate(typingctx, W, SW, k, start, count, scaled_delta, z, squa
             # reference rounds it.
             w = builder.fadd(w, builder.fmul(block.splat(x_), scaled_delta_v))
         elif adam:
-            lr_t, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon = \
-                (block.splat(value) for value in scalars)
             g = builder.fmul(block.splat(x_), scaled_delta_v)
             if penalty:
                 g = block.fma(block.splat(context.cast(builder, args[10], alpha, W.dtype)), w, g)
             m_type, v_type = state.types if isinstance(state, types.Tuple) else \
                 (state.dtype, state.dtype)
-            m = block.fma(beta_1, block.load(m_type, buffers[0], index),
-                          builder.fmul(one_minus_beta_1, g))
-            v = block.fma(beta_2, block.load(v_type, buffers[1], index),
-                          builder.fmul(one_minus_beta_2, builder.fmul(g, g)))
-            block.store(m, m_type, buffers[0], index)
-            block.store(v, v_type, buffers[1], index)
-            step_ = builder.fdiv(builder.fmul(builder.fneg(lr_t), m),
-                                 builder.fadd(_sqrt(builder, v), epsilon))
-            w = builder.fadd(w, step_)
+            w = block.adam_step(w, g, (m_type, buffers[0]), (v_type, buffers[1]), index,
+                                scalars)
         else:
             minus_lr_g = builder.fmul(block.splat(x_), scaled_delta_v)
             if penalty:
@@ -357,6 +364,37 @@ def step_and_accumulate(typingctx, W, SW, k, start, count, scaled_delta, z, squa
         return context.get_dummy_value()
     return (types.none(W, SW, k, start, count, scaled_delta, z, squares, x, x_next, alpha, step,
                        nesterov, registers, masked), codegen)
+
+
+def _adam_block_numpy(params, grad, m, v, start, count, step, registers, masked):
+    lr_t, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon = step
+    block = slice(start, start + count)
+    g = grad[block]
+    m[block] = beta_1 * m[block] + one_minus_beta_1 * g
+    v[block] = beta_2 * v[block] + one_minus_beta_2 * (g * g)
+    params[block] += -lr_t * m[block] / (np.sqrt(v[block]) + epsilon)
+
+
+@_intrinsic_or(_adam_block_numpy)
+def adam_block(typingctx, params, grad, m, v, start, count, step, registers, masked):
+    """Adam's step (see _Block.adam_step) of one block of ``params`` from ``start`` with
+    gradient ``grad``, moments ``m`` and ``v`` (1-D arrays alike). Written here because LLVM
+    leaves the scalar loop scalar: four arrays that may alias, one square root and one
+    division per parameter."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        params_, grad_, m_, v_, start_, count_, step_ = args[:7]
+        block = _Block(context, builder, params.dtype, registers, masked, count_)
+        scalars = [context.cast(builder, builder.extract_value(step_, i), type_, params.dtype)
+                   for i, type_ in enumerate(step)]
+        w = block.load(sig.args[0], params_, start_)
+        g = block.load(sig.args[1], grad_, start_)
+        w = block.adam_step(w, g, (sig.args[2], m_), (sig.args[3], v_), start_, scalars)
+        block.store(w, sig.args[0], params_, start_)
+        return context.get_dummy_value()
+    return types.none(params, grad, m, v, start, count, step, registers, masked), codegen
 
 
 def _dense_tile_numpy(Z, A, W, b, row, start, count, rows, registers, masked):

@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, assert_relative_close, make_inputs,
-                      make_labels, make_network, make_targets)
+from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_close,
+                      make_inputs, make_labels, make_network, make_targets)
 from test_equivalence import Training, assert_same_trajectory, epoch_orders
 from test_sklearn_oracle import assert_same_model, starting_weights, train_sklearn
 
@@ -93,19 +93,32 @@ ORACLE_CASES = {
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("case", ORACLE_CASES)
 def test_adam_walks_sklearns_path(case, backend):
-    kind, n, settings = ORACLE_CASES[case]
+    assert_adam_walks_sklearns_path(*ORACLE_CASES[case], backend, np.float64)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_float32_adam_walks_sklearns_path(backend):
+    """scikit-learn steps float32 weights by a float64 update (its lr_t is a NumPy float64);
+    fastmlp stays in float32 with lr_t rounded once: the same path to float32's round-off."""
+    assert_adam_walks_sklearns_path(*ORACLE_CASES["per-sample-deep"], backend, np.float32)
+
+
+def assert_adam_walks_sklearns_path(kind, n, settings, backend, dtype):
     settings = dict(solver="adam", activation="relu", learning_rate_init=0.01,
                     hidden_layer_sizes=(5, 4), beta_1=0.8, beta_2=0.99, epsilon=1e-7,
                     shuffle=False, tol=0.0, n_iter_no_change=10, max_iter=4) | settings
     X, y = make_labels(kind, n, seed=21)
+    X = X.astype(dtype)
     n_outputs = {"binary": 1, "multiclass": 3, "multilabel": 3}[kind]
-    coefs, intercepts = starting_weights([X.shape[1], *settings["hidden_layer_sizes"],
-                                          n_outputs], seed=22)
+    coefs, intercepts = ([array.astype(dtype) for array in arrays] for arrays in starting_weights(
+        [X.shape[1], *settings["hidden_layer_sizes"], n_outputs], seed=22))
     oracle = train_sklearn(X, y, coefs, intercepts, **settings)
     model = fit_quietly(FastMLP(init=(coefs, intercepts), backend=backend, **settings), X, y)
     assert model.n_iter_ == oracle.n_iter_ == 4
-    assert_relative_close(model.loss_curve_, oracle.loss_curve_, 1e-10, "loss_curve_")
-    assert_same_model(model, oracle, X, coefs)
+    assert model.coefs_[0].dtype == oracle.coefs_[0].dtype == dtype
+    rtol = RTOL[dtype]
+    assert_relative_close(model.loss_curve_, oracle.loss_curve_, rtol, "loss_curve_")
+    assert_same_model(model, oracle, X, coefs, rtol)
     assert model.get_training_state().optimizer.steps == oracle._optimizer.t
 
 
