@@ -307,6 +307,11 @@ ESTIMATOR_CASES = {
         hidden_layer_sizes=()),
     "early stopping": dict(kind="multiclass", early_stopping=True, validation_fraction=0.2,
                            n_iter_no_change=3, tol=1e-3, max_iter=40),
+    "per-sample adam deep": dict(kind="multilabel", solver="adam", alpha=1e-3,
+                                 hidden_layer_sizes=(6, 5)),
+    "mini-batch adam early stopping": dict(
+        kind="multiclass", solver="adam", batch_size=8, early_stopping=True,
+        validation_fraction=0.2, n_iter_no_change=3, tol=1e-3, max_iter=40),
 }
 
 
