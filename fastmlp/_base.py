@@ -29,8 +29,9 @@ from .exceptions import ConvergenceWarning, DivergenceWarning, not_fitted_error
 from .initialization import initialize
 from .kernels import codes
 from .kernels.layout import aligned_copy, is_aligned, make_layout, unpack
+from .kernels.batches import steps_in_epoch
 from .kernels.registry import (ACTIVATION_BY_NAME, OPTIMIZER_BY_NAME, OUTPUT_BY_NAME,
-                               TARGET_KIND_BY_NAME)
+                               TARGET_KIND_BY_NAME, optimizer_code)
 
 # The adaptive schedule stops training once the learning rate is this small (scikit-learn's).
 _SMALLEST_ADAPTIVE_RATE = 1e-6
@@ -519,23 +520,24 @@ class BaseMLP:
         None)."""
         kernels = _kernels(self.backend, X)
         batch = n if self.batch_size == "full" else min(int(self.batch_size), n)
-        T = self._dtype.type
-        alpha, momentum = T(self.alpha), T(self.momentum)
-        nesterov = bool(self.nesterovs_momentum)
+        alpha = self._dtype.type(self.alpha)
         hidden, output = ACTIVATION_BY_NAME[self.activation].code, self._output_code
         self._align_params()
         params, layout = self._params, self._layout
-        velocity = self._optimizer.buffers["velocity"]
         grad = np.empty_like(params)
         scratch = np.empty(2 * self._n_units, dtype=self._dtype)
         optimizer = self._optimizer
+        solver = OPTIMIZER_BY_NAME[self.solver]
+        code = optimizer_code(self.solver, self.momentum, bool(self.nesterovs_momentum))
+        state = tuple(optimizer.buffers[name] for name in solver.buffers)
+        settings = tuple(float(getattr(self, name)) for name in solver.hyperparameters)
 
         def run_epoch(order) -> float:
-            lr = T(optimizer.learning_rate)     # the schedule's, for this epoch
-            loss = float(kernels.sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight,
-                                           order, batch, lr, alpha, momentum, nesterov, hidden,
-                                           output, scratch))
-            optimizer.steps += _steps_in_epoch(order, batch, sample_weight)
+            hyper = (optimizer.learning_rate, *settings)     # the schedule's rate, this epoch
+            loss = float(kernels.sgd_epoch(params, state, grad, layout, X, Y, sample_weight,
+                                           order, batch, code, hyper, optimizer.steps, alpha,
+                                           hidden, output, scratch))
+            optimizer.steps += steps_in_epoch(order, batch, sample_weight)
             return loss
         return run_epoch
 
@@ -586,7 +588,7 @@ class BaseMLP:
             improved = loss <= self.best_loss_ - self.tol
             self.best_loss_ = min(self.best_loss_, loss)
         self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        if self.learning_rate == "invscaling":
+        if self.learning_rate == "invscaling" and OPTIMIZER_BY_NAME[self.solver].schedules:
             self._optimizer.learning_rate = \
                 float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
         if self._no_improvement_count <= self.n_iter_no_change:
@@ -597,7 +599,8 @@ class BaseMLP:
         """The adaptive schedule's answer to the stopping rule: divide the learning rate by 5
         and count afresh, unless it is already too small. Returns whether training goes on."""
         optimizer = self._optimizer
-        if self.learning_rate != "adaptive" or optimizer.learning_rate <= _SMALLEST_ADAPTIVE_RATE:
+        if self.learning_rate != "adaptive" or not OPTIMIZER_BY_NAME[self.solver].schedules or \
+                optimizer.learning_rate <= _SMALLEST_ADAPTIVE_RATE:
             return False
         optimizer.learning_rate /= 5.0
         self._no_improvement_count = 0
@@ -735,15 +738,6 @@ def _discarding_interrupted_step(checkpoint: _Checkpoint, bar):
     finally:
         if bar is not None:
             bar.close()
-
-
-def _steps_in_epoch(order: np.ndarray, batch: int, sample_weight) -> int:
-    """The optimizer steps of an epoch over ``order`` in batches of ``batch``: one a batch,
-    but none for a batch whose weights sum to zero (the kernels skip it)."""
-    if sample_weight is None:
-        return -(-len(order) // batch)
-    weighted = sample_weight[order] != 0
-    return int(np.logical_or.reduceat(weighted, np.arange(0, len(order), batch)).sum())
 
 
 def _sklearn_order(layout) -> np.ndarray:

@@ -31,11 +31,11 @@ class SparseKernels:
     def __init__(self, backend):
         self._backend = backend
 
-    def sgd_epoch(self, params, velocity, grad, layout, X, Y, sample_weight, order, batch_size,
-                  lr, alpha, momentum, nesterov, hidden_activation, output_activation, scratch):
-        return self._backend.sparse_sgd_epoch(params, velocity, grad, layout, X.data, X.indices,
-                                              X.indptr, Y, sample_weight, order, batch_size, lr,
-                                              alpha, momentum, nesterov, hidden_activation,
+    def sgd_epoch(self, params, state, grad, layout, X, Y, sample_weight, order, batch_size,
+                  optimizer, hyper, steps, alpha, hidden_activation, output_activation, scratch):
+        return self._backend.sparse_sgd_epoch(params, state, grad, layout, X.data, X.indices,
+                                              X.indptr, Y, sample_weight, order, batch_size,
+                                              optimizer, hyper, steps, alpha, hidden_activation,
                                               output_activation, scratch)
 
     def forward(self, params, layout, X, hidden_activation, output_activation, scratch, out):

@@ -390,6 +390,11 @@ def check_params(est) -> None:
     _real(est, "momentum", fail, low=0, high=1, high_open=True)
     if not isinstance(est.nesterovs_momentum, (bool, np.bool_)):
         fail("nesterovs_momentum", "a bool")
+    # Adam's (scikit-learn's ranges): a beta of 1 would never forget, and 1 - beta_1**t
+    # would divide by zero.
+    _real(est, "beta_1", fail, low=0, high=1, high_open=True)
+    _real(est, "beta_2", fail, low=0, high=1, high_open=True)
+    _real(est, "epsilon", fail, low=0, low_open=True)
     _real(est, "alpha", fail, low=0)
     _real(est, "tol", fail, low=0)
     for flag in ("early_stopping", "warm_start"):

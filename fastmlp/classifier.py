@@ -11,13 +11,13 @@ from .kernels.registry import CLASSIFICATION_KINDS
 
 
 class FastMLP(BaseMLP):
-    """Multilayer-perceptron classifier trained by (per-sample) stochastic gradient descent or
-    L-BFGS.
+    """Multilayer-perceptron classifier trained by (per-sample) stochastic gradient descent,
+    Adam or L-BFGS.
 
-    The network, loss and optimizers are scikit-learn's ``MLPClassifier(solver="sgd")`` and
-    ``MLPClassifier(solver="lbfgs")``: dense layers with a hidden activation, a sigmoid output with
-    binary cross-entropy (binary and multi-label targets) or a softmax with cross-entropy
-    (multiclass), L2 penalty ``alpha``, (Nesterov) momentum. Training runs in compiled
+    The network, loss and optimizers are scikit-learn's ``MLPClassifier`` with
+    ``solver="sgd"``, ``"adam"`` or ``"lbfgs"``: dense layers with a hidden activation, a
+    sigmoid output with binary cross-entropy (binary and multi-label targets) or a softmax with
+    cross-entropy (multiclass), L2 penalty ``alpha``, (Nesterov) momentum. Training runs in compiled
     kernels (``backend="numba"``) or in the NumPy reference (``backend="numpy"``); both walk
     the same trajectory.
 
@@ -30,8 +30,13 @@ class FastMLP(BaseMLP):
     hidden_layer_sizes : int or sequence of int, default (100,)
         Widths of the hidden layers; ``()`` gives logistic/softmax regression.
     activation : {"relu", "logistic" (alias "sigmoid"), "tanh", "identity" (alias "linear")}
-    solver : {"sgd", "lbfgs"}, default "sgd"
-        "sgd": (mini-batch) stochastic gradient descent, one kernel call per epoch. "lbfgs":
+    solver : {"sgd", "adam", "lbfgs"}, default "sgd"
+        "sgd": (mini-batch) stochastic gradient descent, one kernel call per epoch. "adam":
+        scikit-learn's Adam (Kingma and Ba) on the same batches, each batch one step: its
+        moments and step count are optimizer state (``fit`` starts them afresh, also with
+        ``warm_start``; ``partial_fit`` continues them; model files keep them);
+        ``learning_rate_init`` is its step size and the ``learning_rate`` schedules do not
+        apply (as in scikit-learn). "lbfgs":
         SciPy's L-BFGS-B on the full-batch loss (scikit-learn's lbfgs, parameters packed in
         its order); ``batch_size``, ``shuffle``, ``momentum``, the learning rate and
         ``early_stopping`` do not apply, ``partial_fit`` is refused, and each iteration counts
@@ -41,7 +46,8 @@ class FastMLP(BaseMLP):
         ``sample_weight`` and ``class_weight``, see ``fit``). ``"full"`` is
         full-batch gradient descent. Clipped to the number of training samples.
     learning_rate : {"constant", "invscaling", "adaptive"}, default "constant"
-        SGD's step-size schedule, scikit-learn's: "constant" keeps ``learning_rate_init``;
+        SGD's step-size schedule (solver "sgd" only), scikit-learn's: "constant" keeps
+        ``learning_rate_init``;
         "invscaling" uses ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch;
         "adaptive" divides the step size by 5 whenever the stopping rule would stop, and
         stops only once it is at most 1e-6. The current step size is optimizer state: ``fit``
@@ -66,7 +72,12 @@ class FastMLP(BaseMLP):
         the validation accuracy) has not improved by ``tol`` for ``n_iter_no_change``
         consecutive epochs. For lbfgs, ``tol`` is L-BFGS-B's ``gtol``.
     momentum : float in [0, 1), default 0
+        SGD's momentum (solver "sgd" only).
     nesterovs_momentum : bool, default True
+    beta_1, beta_2 : float in [0, 1), default 0.9 and 0.999
+        Adam's decay rates of its first and second moment estimates (solver "adam" only).
+    epsilon : float > 0, default 1e-8
+        Adam's term added to the root of the second moment, for numerical stability.
     alpha : float >= 0, default 0
         L2 penalty, scaled as in scikit-learn (``alpha / 2 * ||W||^2 / batch size``, or
         over the batch's total sample weight).
@@ -104,7 +115,7 @@ class FastMLP(BaseMLP):
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *,
-                 solver: Literal["sgd", "lbfgs"] = "sgd",
+                 solver: Literal["sgd", "adam", "lbfgs"] = "sgd",
                  batch_size: int | Literal["full"] = 1,
                  learning_rate: Literal["constant", "invscaling", "adaptive"] = "constant",
                  learning_rate_init: float = 0.01,
@@ -120,6 +131,9 @@ class FastMLP(BaseMLP):
                  n_iter_no_change: int = 10,
                  early_stopping: bool = False,
                  validation_fraction: float = 0.1,
+                 beta_1: float = 0.9,
+                 beta_2: float = 0.999,
+                 epsilon: float = 1e-8,
                  class_weight: None | str | dict | list = None,
                  warm_start: bool = False,
                  verbose: bool = False,
@@ -143,6 +157,9 @@ class FastMLP(BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.class_weight = class_weight
         self.warm_start = warm_start
         self.verbose = verbose
@@ -169,8 +186,8 @@ class FastMLP(BaseMLP):
         """One epoch over ``(X, y)``. ``classes`` (all labels that will ever be seen) is
         required on the first call unless y is a multi-label indicator matrix. Successive
         calls on the same data walk the same trajectory as ``fit`` with the same settings.
-        ``sample_weight`` as in ``fit``. Only for the stochastic solver ("sgd"), as in
-        scikit-learn."""
+        ``sample_weight`` as in ``fit``. Only for the stochastic solvers ("sgd", "adam"), as
+        in scikit-learn."""
         return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def _check_targets(self, y, n_samples: int) -> np.ndarray:

@@ -8,8 +8,9 @@ array and a ``metadata.json`` entry::
                            optimizer's name, step count and current learning rate, ...), the
                            RNG state
     params.npy             the flat parameter buffer (float32 or float64)
-    velocity.npy           the optimizer's state buffers, one entry each, laid out like
-                           params.npy (SGD's: its momentum velocity)
+    velocity.npy, ...      the optimizer's state buffers, one entry each, laid out like
+                           params.npy (SGD's: velocity, its momentum velocity; Adam's: m and
+                           v, its moments)
     layout.npy             the int64 offsets table of the buffer
     classes.npy            a classifier's labels as numbers or a unicode array (never objects)
     loss_curve.npy         float64, one entry per epoch trained
@@ -70,7 +71,8 @@ BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
                   (2, 0): np.lib.format.read_array_header_2_0}
 # Parameters files written before them lack: their defaults are how those models trained.
-PARAMS_ADDED_LATER = ("solver", "learning_rate", "power_t", "max_fun", "class_weight")
+PARAMS_ADDED_LATER = ("solver", "learning_rate", "power_t", "max_fun", "class_weight", "beta_1",
+                      "beta_2", "epsilon")
 # Every optimizer's state buffers (laid out like params) are entries too.
 OPTIMIZER_BUFFERS = tuple(buffer for optimizer in OPTIMIZERS for buffer in optimizer.buffers)
 ENTRIES = ("params", *OPTIMIZER_BUFFERS, "layout", "classes", "loss_curve",
@@ -84,9 +86,10 @@ DIGEST = "sha256"
 # JSON takes up to ~25 times its size in Python objects.
 METADATA_MAX_BYTES = 1 << 18
 # The entries a file of F bytes declares may hold MAX_INFLATION * F + INFLATION_ALLOWANCE bytes:
-# a file save writes declares at most 4 F (params stored, velocity and float64 init_params
-# no larger); files from before params was stored declare 1-2 F, or up to 28 F for a model
-# whose weights are all equal (within the allowance when small); deflate could claim 1032 F.
+# a file save writes declares at most 5 F (params stored, Adam's two moments and float64
+# init_params no larger); files from before params was stored declare 1-2 F, or up to 28 F for a
+# model whose weights are all equal (within the allowance when small); deflate could claim
+# 1032 F.
 MAX_INFLATION = 8
 INFLATION_ALLOWANCE = 1 << 20
 # numpy's SeedSequence pools 4 words by default; a file could ask for gigabytes.

@@ -11,20 +11,22 @@ from .kernels.registry import (CONTINUOUS, CONTINUOUS_MULTIOUTPUT, OUTPUT_BY_NAM
 
 
 class FastMLPRegressor(BaseMLP):
-    """Multilayer-perceptron regressor trained by (per-sample) stochastic gradient descent or
-    L-BFGS.
+    """Multilayer-perceptron regressor trained by (per-sample) stochastic gradient descent,
+    Adam or L-BFGS.
 
-    The network, losses and optimizers are scikit-learn's ``MLPRegressor(solver="sgd")`` and
-    ``MLPRegressor(solver="lbfgs")``: an identity output trained with half the squared error
-    (``loss="squared_error"``) or an exponential output trained with half the Poisson
-    deviance (``loss="poisson"``, for counts and other non-negative targets). As scikit-learn,
+    The network, losses and optimizers are scikit-learn's ``MLPRegressor`` with
+    ``solver="sgd"``, ``"adam"`` or ``"lbfgs"``: an identity output trained with half the
+    squared error (``loss="squared_error"``) or an exponential output trained with half the
+    Poisson deviance (``loss="poisson"``, for counts and other non-negative targets). As
+    scikit-learn,
     the squared error reported in ``loss_curve_`` is averaged over samples and outputs, while
     its steps follow the output delta ``p - y`` (the gradient of the error summed over
     outputs).
 
     Parameters are :class:`fastmlp.FastMLP`'s (the same defaults: per-sample SGD, no momentum,
-    no L2 penalty, ``learning_rate_init=0.01``), plus ``loss``; early stopping holds out a
-    random (unstratified) ``validation_fraction`` of the rows and scores them by R².
+    no L2 penalty, ``learning_rate_init=0.01``) but ``class_weight``, plus ``loss``; early
+    stopping holds out a random (unstratified) ``validation_fraction`` of the rows and scores
+    them by R².
 
     Attributes
     ----------
@@ -38,7 +40,7 @@ class FastMLPRegressor(BaseMLP):
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *,
                  loss: Literal["squared_error", "poisson"] = "squared_error",
-                 solver: Literal["sgd", "lbfgs"] = "sgd",
+                 solver: Literal["sgd", "adam", "lbfgs"] = "sgd",
                  batch_size: int | Literal["full"] = 1,
                  learning_rate: Literal["constant", "invscaling", "adaptive"] = "constant",
                  learning_rate_init: float = 0.01,
@@ -54,6 +56,9 @@ class FastMLPRegressor(BaseMLP):
                  n_iter_no_change: int = 10,
                  early_stopping: bool = False,
                  validation_fraction: float = 0.1,
+                 beta_1: float = 0.9,
+                 beta_2: float = 0.999,
+                 epsilon: float = 1e-8,
                  warm_start: bool = False,
                  verbose: bool = False,
                  init="glorot",

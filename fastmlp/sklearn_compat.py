@@ -38,7 +38,9 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from ._base import _kernels, _sklearn_order, forward_pass
 from ._validation import _is_sparse, check_X
 from .kernels import registry
+from .kernels.batches import steps_in_epoch
 from .kernels.layout import aligned_copy, make_layout, unpack
+from .kernels.registry import optimizer_code
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -179,10 +181,6 @@ class _CompiledLoops:
                                                 self.beta_1, self.beta_2, self.epsilon)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        if self.solver == "adam":
-            return super()._fit_stochastic(X, y, sample_weight, activations, deltas,
-                                           coef_grads, intercept_grads, layer_units,
-                                           incremental)
         early_stopping = self.early_stopping
         if early_stopping:
             # don't stratify in multilabel classification (scikit-learn's split, its RNG draws)
@@ -254,7 +252,7 @@ class _CompiledLoops:
 
 class _EpochRunner:
     """One epoch of the estimator's stochastic solver in one kernel call, on the network's
-    flat buffer and flat optimizer state whose views the scikit-learn optimizer holds."""
+    flat buffer and the flat state buffers whose views the scikit-learn optimizer holds."""
 
     def __init__(self, est, network: _Network, X, y, sample_weight):
         self._est = est
@@ -266,18 +264,37 @@ class _EpochRunner:
         self._weight = _as_kernel_weight(sample_weight, dtype)
         self._grad = np.empty_like(network.params)
         self._scratch = np.empty(2 * network.n_units, dtype=dtype)
-        self._velocity = _flat_state(est._optimizer, "velocities", network)
+        self._code = optimizer_code(est.solver, est.momentum, est.nesterovs_momentum)
+        self._state = tuple(_flat_state(est._optimizer, name, network)
+                            for name in _SKLEARN_STATE[est.solver])
 
     def __call__(self, order, batch_size: int) -> float:
         est, network = self._est, self._network
-        T = network.params.dtype.type
         optimizer = est._optimizer
-        return float(self._kernels.sgd_epoch(
-            network.params, self._velocity, self._grad, network.layout, self._X, self._Y,
-            self._weight, order, batch_size, T(optimizer.learning_rate), T(est.alpha),
-            T(optimizer.momentum), bool(optimizer.nesterov),
+        adam = est.solver == "adam"
+        if adam:
+            hyper = (optimizer.learning_rate_init, optimizer.beta_1, optimizer.beta_2,
+                     optimizer.epsilon)
+        else:
+            hyper = (optimizer.learning_rate, optimizer.momentum)
+        loss = float(self._kernels.sgd_epoch(
+            network.params, self._state, self._grad, network.layout, self._X, self._Y,
+            self._weight, order, batch_size, self._code, hyper, optimizer.t if adam else 0,
+            network.params.dtype.type(est.alpha),
             registry.ACTIVATION_BY_NAME[est.activation].code,
             registry.OUTPUT_BY_NAME[est.out_activation_].code, self._scratch))
+        if adam:
+            # scikit-learn's AdamOptimizer after the epoch's last step.
+            optimizer.t += steps_in_epoch(order, batch_size, self._weight)
+            optimizer.learning_rate = (optimizer.learning_rate_init
+                                       * np.sqrt(1 - optimizer.beta_2 ** optimizer.t)
+                                       / (1 - optimizer.beta_1 ** optimizer.t))
+        return loss
+
+
+# The state lists of scikit-learn's optimizer objects, in the order of the kernels' state
+# tuples (kernels.registry.OPTIMIZERS' buffers).
+_SKLEARN_STATE = {"sgd": ("velocities",), "adam": ("ms", "vs")}
 
 
 def _flat_state(optimizer, name: str, network: _Network) -> np.ndarray:

@@ -7,7 +7,7 @@ Two backends with the same function signatures:
   ``sparse`` (batch size 1 on CSR rows; ``csr`` densifies rows for the rest) and
   ``predict``, which are built from ``layers`` (activations, fused dense forward and
   backward passes), ``losses`` (output activations and cross-entropy), ``optimizers`` (the SGD
-  update rule) and ``simd`` (LLVM building blocks); ``_jit`` holds the decorators.
+  and Adam update rules) and ``simd`` (LLVM building blocks); ``_jit`` holds the decorators.
 - ``fastmlp.kernels.reference``: plain NumPy, written to read like the math; the oracle the
   tests compare the compiled kernels against, and ``FastMLP(backend="numpy")``.
 

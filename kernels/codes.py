@@ -21,10 +21,11 @@ LINEAR = 3
 EXP = 4
 
 # Optimizers (kernels.optimizers): scikit-learn's SGD, plain, with momentum, with Nesterov's
-# momentum.
+# momentum; and its Adam.
 SGD = 0
 MOMENTUM = 1
 NESTEROV = 2
+ADAM = 3
 
 # Columns of the int64 ``layout`` table, one row per layer. Weights of a layer are the
 # (fan_in, fan_out) row-major block params[W_OFF:B_OFF]; its biases params[B_OFF:B_OFF+fan_out].

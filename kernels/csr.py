@@ -6,17 +6,18 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .codes import FAN_IN
+from .batches import steps_in_epoch
+from .codes import FAN_IN, SGD
 
 # The most bytes of dense rows a sparse X becomes at a time (a group of batches, a block of
 # rows to predict): a wide sparse X is never densified whole.
 DENSE_BLOCK_BYTES = 16 * 1024 * 1024
 
 
-def trains_sparse(batch_size: int, alpha: float, momentum: float) -> bool:
+def trains_sparse(batch_size: int, alpha: float, optimizer: int) -> bool:
     """Whether sparse_per_sample_kernel trains these settings (plain per-sample SGD); other
     settings touch every weight at every step and run on densified groups of rows."""
-    return batch_size == 1 and alpha == 0 and momentum == 0
+    return batch_size == 1 and alpha == 0 and optimizer == SGD
 
 
 class DenseKernels(NamedTuple):
@@ -86,8 +87,8 @@ def batch_gradient_in_blocks(batch_gradient, params, layout, data, indices, indp
     return loss
 
 
-def in_dense_groups(dense: DenseKernels, params, velocity, grad, layout, data, indices,
-                    indptr, Y, sample_weight, order, batch_size, lr, alpha, momentum, nesterov,
+def in_dense_groups(dense: DenseKernels, params, state, grad, layout, data, indices, indptr, Y,
+                    sample_weight, order, batch_size, optimizer, hyper, steps, alpha,
                     hidden_activation, output_activation, scratch):
     """A backend's dense ``sgd_epoch`` over the CSR rows ``order``, given consecutive groups
     of whole batches densified (block_rows). Batches and their order are the epoch's, so the
@@ -98,7 +99,8 @@ def in_dense_groups(dense: DenseKernels, params, velocity, grad, layout, data, i
     (batch_gradient_in_blocks), then the step is taken, weights and loss to rounding.
 
     ``sample_weight`` (None or a weight per row) weighs the rows as the dense entry points
-    do; a batch of zero total weight takes no step."""
+    do; a batch of zero total weight takes no step, and the optimizer counts none
+    (``steps``: those it took before this epoch)."""
     n_features = int(layout[0, FAN_IN])
     group = block_rows(n_features, params.dtype.itemsize, batch_size)
     total = 0.0
@@ -110,15 +112,17 @@ def in_dense_groups(dense: DenseKernels, params, velocity, grad, layout, data, i
             loss = batch_gradient_in_blocks(dense.batch_gradient, params, layout, data, indices,
                                             indptr, Y, sample_weight, rows, alpha,
                                             hidden_activation, output_activation, scratch, grad)
-            dense.descend(params, velocity, grad, lr, momentum, nesterov)
+            dense.descend(params, state, grad, optimizer, hyper, steps)
+            steps += 1
             total += loss * rows.size
         return total / order.size
     for start in range(0, order.size, group):
         rows = order[start:start + group]
         block = dense_rows(data, indices, indptr, rows, n_features)
-        loss = dense.sgd_epoch(params, velocity, grad, layout, block, Y[rows],
-                               _weights_of(sample_weight, rows), np.arange(rows.size), batch_size,
-                               lr, alpha, momentum, nesterov, hidden_activation,
-                               output_activation, scratch)
+        weights = _weights_of(sample_weight, rows)
+        loss = dense.sgd_epoch(params, state, grad, layout, block, Y[rows], weights,
+                               np.arange(rows.size), batch_size, optimizer, hyper, steps, alpha,
+                               hidden_activation, output_activation, scratch)
         total += float(loss) * rows.size
+        steps += steps_in_epoch(np.arange(rows.size), batch_size, weights)
     return total / order.size

@@ -13,7 +13,7 @@ from .layers import NARROW
 from .losses import TRAINED_OUTPUTS
 from .minibatch import batch_gradient as streamed_batch_gradient
 from .minibatch import blas_batch_gradient, minibatch_epoch
-from .optimizers import descend, optimizer_code
+from .optimizers import descend
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
 from .sparse import sparse_per_sample_kernel
@@ -22,13 +22,16 @@ __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sp
            "use_blas"]
 
 
-def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_size, lr,
-              alpha, momentum, nesterov, hidden_activation, output_activation, scratch):
+def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size, optimizer,
+              hyper, steps, alpha, hidden_activation, output_activation, scratch):
     """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
-    ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
-    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``).
-    ``sample_weight`` (None, or a weight per row of X) weighs each batch's mean as
-    scikit-learn does (see :mod:`fastmlp.kernels.minibatch`).
+    ``batch_size`` consecutive entries of ``order``, by the optimizer of code ``optimizer``
+    (see :mod:`fastmlp.kernels.optimizers`: ``state`` is the tuple of its buffers, ``hyper``
+    its hyperparameters, ``steps`` the steps it took before this epoch; the epoch takes one
+    per batch of non-zero total weight). Returns the mean loss over the epoch's samples, each
+    batch's loss taken before its step (scikit-learn's ``loss_curve_``). ``sample_weight``
+    (None, or a weight per row of X) weighs each batch's mean as scikit-learn does (see
+    :mod:`fastmlp.kernels.minibatch`).
 
     Plain Python, called once per epoch: choosing the kernel here rather than inside one
     compiled entry point means a fit compiles only the kernel its batch mode runs (the first
@@ -36,7 +39,6 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_
     kernel if it implements the optimizer (PER_SAMPLE_OPTIMIZERS), else through the generic
     path of mini-batches (batch_gradient and descend), one sample a batch."""
     _check_trained_output(output_activation)
-    optimizer = optimizer_code(momentum, nesterov)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
         epoch = per_sample_kernel(hidden_activation, output_activation, shallow, optimizer)
@@ -49,8 +51,8 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_
                 sample_weight = None
         total = 0.0
         if samples.size:
-            total = epoch(params, velocity if optimizer != SGD else None, layout, X, Y,
-                          sample_weight, samples, lr, alpha if alpha != 0 else None, momentum,
+            total = epoch(params, state if optimizer != SGD else None, layout, X, Y,
+                          sample_weight, samples, hyper, steps, alpha if alpha != 0 else None,
                           scratch)
     else:
         batch = min(batch_size, order.size)
@@ -58,8 +60,8 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_
         if use_blas(layout, batch):
             work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
         with _blas_threads_for(layout, batch):
-            total = minibatch_epoch(params, velocity, grad, layout, X, Y, sample_weight, order,
-                                     batch_size, lr, alpha, momentum, nesterov,
+            total = minibatch_epoch(params, state, grad, layout, X, Y, sample_weight, order,
+                                     batch_size, optimizer, hyper, steps, alpha,
                                      hidden_activation, output_activation, scratch, work)
     return total / order.size
 
@@ -70,8 +72,8 @@ def _check_trained_output(output_activation: int) -> None:
                          f"{TRAINED_OUTPUTS}")
 
 
-def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, sample_weight,
-                     order, batch_size, lr, alpha, momentum, nesterov, hidden_activation,
+def sparse_sgd_epoch(params, state, grad, layout, data, indices, indptr, Y, sample_weight,
+                     order, batch_size, optimizer, hyper, steps, alpha, hidden_activation,
                      output_activation, scratch):
     """sgd_epoch on the rows of a CSR matrix ``(data, indices, indptr)`` (data of the
     network's dtype, column indices sorted and unique within each row). Plain per-sample SGD
@@ -79,17 +81,24 @@ def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, s
     of each sample's non-zero features; any other setting runs sgd_epoch on groups of whole
     batches densified (kernels.csr.in_dense_groups).
 
-    ``sample_weight`` (None or one weight per row) is ignored by the sparse kernel: at batch
-    size 1 scikit-learn's weight scales only the L2 term, and that kernel trains without
-    one; the densified path weighs the rows as the dense entry points do."""
+    ``sample_weight`` (None or one weight per row) matters to the sparse kernel only through
+    its zeros (samples left out): at batch size 1 scikit-learn's weight scales only the L2
+    term, and that kernel trains without one; the densified path weighs the rows as the dense
+    entry points do."""
     _check_trained_output(output_activation)
-    if not trains_sparse(batch_size, alpha, momentum):
-        return in_dense_groups(_DENSE, params, velocity, grad, layout, data, indices, indptr,
-                               Y, sample_weight, order, batch_size, lr, alpha, momentum,
-                               nesterov, hidden_activation, output_activation, scratch)
+    if not trains_sparse(batch_size, alpha, optimizer):
+        return in_dense_groups(_DENSE, params, state, grad, layout, data, indices, indptr, Y,
+                               sample_weight, order, batch_size, optimizer, hyper, steps, alpha,
+                               hidden_activation, output_activation, scratch)
+    n = order.size
+    if sample_weight is not None:
+        order = order[sample_weight[order] != 0]    # as sgd_epoch leaves them out
+        if not order.size:
+            return 0.0
     shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
     epoch = sparse_per_sample_kernel(hidden_activation, output_activation, shallow)
-    return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch) / order.size
+    lr = params.dtype.type(hyper[0])
+    return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch) / n
 
 
 def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,

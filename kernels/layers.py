@@ -14,7 +14,7 @@ import numpy as np
 
 from ._jit import inline_ir, inline_llvm, inline_llvm_reassociating
 from .codes import B_OFF, FAN_IN, FAN_OUT, LOGISTIC, RELU, TANH, UNIT_OFF, W_OFF
-from .optimizers import l2_gradient, momentum_update, sgd_update, step_biases
+from .optimizers import ADAM_BUFFERS, l2_gradient, sgd_update, step_biases, update
 from .simd import (as_matrix, as_vector, dense_tile, lane_buffer, lanes_in, load_scaled,
                    step_and_accumulate, store_block)
 
@@ -134,25 +134,26 @@ def forward_sample(params, layout, x, acts, hidden_activation):
 # Reassociation lets LLVM sum each row's w * delta in SIMD partial sums, where one chain of
 # dependent additions per row kept the whole loop scalar.
 @inline_llvm_reassociating
-def backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nesterov):
+def backprop_step(W, b, SW, sb, a, delta, delta_prev, alpha, step, nesterov):
     """One pass over a hidden-fed layer's weights: delta_prev = W @ delta with the old
-    weights, and the SGD step W -= lr * (outer(a, delta) + alpha * W); the velocities ``VW``
-    and ``vb`` are None without momentum. Returns the new weights' sum of squares when
-    ``alpha`` is given (the next sample's L2 penalty), else zero."""
+    weights, and the optimizer's step on the gradient outer(a, delta) + alpha * W (see
+    optimizers: ``step`` holds its scalars; the state views ``SW`` and ``sb`` are None for
+    plain SGD). Returns the new weights' sum of squares when ``alpha`` is given (the next
+    sample's L2 penalty), else zero."""
     T = W.dtype.type
     if delta.size < NARROW:
-        return backprop_step_narrow(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum,
-                                     nesterov)
+        return backprop_step_narrow(W, b, SW, sb, a, delta, delta_prev, alpha, step, nesterov)
     squares = T(0)
     for k in range(a.size):
         ak = a[k]
         acc = T(0)
-        # Without momentum the loop touches no velocity, which lets LLVM vectorize it.
-        if VW is None:
+        # Without optimizer state the loop touches no other buffer, which lets LLVM vectorize
+        # it.
+        if SW is None:
             for j in range(delta.size):
                 w = W[k, j]
                 acc += w * delta[j]
-                w = sgd_update(w, l2_gradient(ak * delta[j], alpha, w), lr)
+                w = sgd_update(w, l2_gradient(ak * delta[j], alpha, w), step[0])
                 W[k, j] = w
                 if alpha is not None:
                     squares += w * w
@@ -160,20 +161,19 @@ def backprop_step(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, neste
             for j in range(delta.size):
                 w = W[k, j]
                 acc += w * delta[j]
-                w = momentum_update(w, l2_gradient(ak * delta[j], alpha, w), VW[k], j, lr,
-                                    momentum, nesterov)
+                w = update(w, l2_gradient(ak * delta[j], alpha, w), SW, (k, j), step, nesterov)
                 W[k, j] = w
                 if alpha is not None:
                     squares += w * w
         delta_prev[k] = acc
-    step_biases(b, vb, delta, lr, momentum, nesterov)
+    step_biases(b, sb, delta, step, nesterov)
     return squares
 
 
 # Compiled with backprop_step's flags, as it was when only backprop_step called it: without
 # them, called from the shallow kernel, it rounds differently and runs slower.
 @inline_llvm_reassociating
-def backprop_step_narrow(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum, nesterov):
+def backprop_step_narrow(W, b, SW, sb, a, delta, delta_prev, alpha, step, nesterov):
     """backprop_step for a layer with few units (an output layer): one pass down each column,
     so the inner loop runs over the many inputs. delta_prev sums its terms in the same order."""
     T = W.dtype.type
@@ -181,18 +181,18 @@ def backprop_step_narrow(W, b, VW, vb, a, delta, delta_prev, lr, alpha, momentum
         delta_prev[k] = T(0)
     for j in range(delta.size):
         dj = delta[j]
-        if VW is None:
+        if SW is None:
             for k in range(a.size):
                 w = W[k, j]
                 delta_prev[k] += w * dj
-                W[k, j] = sgd_update(w, l2_gradient(a[k] * dj, alpha, w), lr)
+                W[k, j] = sgd_update(w, l2_gradient(a[k] * dj, alpha, w), step[0])
         else:
             for k in range(a.size):
                 w = W[k, j]
                 delta_prev[k] += w * dj
-                W[k, j] = momentum_update(w, l2_gradient(a[k] * dj, alpha, w), VW[k], j, lr,
-                                          momentum, nesterov)
-    step_biases(b, vb, delta, lr, momentum, nesterov)
+                W[k, j] = update(w, l2_gradient(a[k] * dj, alpha, w), SW, (k, j), step,
+                                 nesterov)
+    step_biases(b, sb, delta, step, nesterov)
     # A narrow layer's few weights in a pass of their own: summed down the columns, their
     # squares would be one chain of dependent additions.
     return sum_of_squares(W) if alpha is not None else T(0)
@@ -219,67 +219,73 @@ def in_column_blocks(block, n, lanes, operands, widest):
         block(operands, j, n - j, 1, True)
 
 
-# With momentum the first layer streams its weights and their velocities. Where the two
-# outgrow L2, reading them in column blocks (row after row, a block's width apart) is slower
-# than one pass row by row (the threshold is a 512 KB L2).
+# With optimizer state the first layer streams its weights and their state buffers. Where
+# these outgrow L2, reading them in column blocks (row after row, a block's width apart) is
+# slower than one pass row by row (the threshold is a 512 KB L2).
 ROW_BY_ROW_ABOVE_BYTES = 512 * 1024
 
 
 @inline_ir
 def _step_and_forward_block(operands, start, count, registers, masked):
-    """step_first_and_forward (``operands`` are its arguments but ``vb``) for the ``count``
-    columns from ``start``, at most a block of ``registers`` SIMD registers (fewer only if
-    ``masked``). The block's z and -lr * delta stay in registers while it runs down the rows
-    of W."""
-    W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov, squares = operands
+    """step_first_and_forward (``operands`` are its arguments but ``sb``, and the delta's
+    scale) for the ``count`` columns from ``start``, at most a block of ``registers`` SIMD
+    registers (fewer only if ``masked``). The block's z and scaled delta stay in registers
+    while it runs down the rows of W."""
+    W, b, SW, x, delta, x_next, z_next, alpha, step, nesterov, scale, squares = operands
     z = lane_buffer(W, registers)
-    minus_lr_delta = lane_buffer(W, registers)
+    scaled_delta = lane_buffer(W, registers)
     load_scaled(z, b, start, count, 1, registers, masked)
-    load_scaled(minus_lr_delta, delta, start, count, -lr, registers, masked)
+    load_scaled(scaled_delta, delta, start, count, scale, registers, masked)
     for k in range(x.size):
-        step_and_accumulate(W, VW, k, start, count, minus_lr_delta, z, squares, x[k],
-                             x_next[k], lr, alpha, momentum, nesterov, registers, masked)
+        step_and_accumulate(W, SW, k, start, count, scaled_delta, z, squares, x[k],
+                             x_next[k], alpha, step, nesterov, registers, masked)
     store_block(z_next, start, count, z, registers, masked)
 
 
 @inline_llvm
-def step_first_and_forward(W, b, VW, vb, x, delta, x_next, z_next, lr, alpha, momentum,
-                            nesterov):
-    """The first layer's SGD step for sample x fused with its forward pass for the next
+def step_first_and_forward(W, b, SW, sb, x, delta, x_next, z_next, alpha, step, nesterov):
+    """The first layer's optimizer step for sample x fused with its forward pass for the next
     sample: each weight is read once, updated, and used at once for z_next = x_next @ W + b.
+    ``SW`` and ``sb`` are the layer's optimizer-state views (None for plain SGD), ``step`` the
+    step's scalars (see optimizers).
 
     The reference's arithmetic up to rounding: z's sums are fused multiply-adds (one rounding
-    where the reference rounds twice), as are the update's momentum and penalty terms (see
-    step_and_accumulate). Returns the new weights' sum of squares when ``alpha`` is given
+    where the reference rounds twice), as are the update's momentum, moment and penalty terms
+    (see step_and_accumulate). Returns the new weights' sum of squares when ``alpha`` is given
     (the next sample's L2 penalty), else zero."""
     T = W.dtype.type
-    step_biases(b, vb, delta, lr, momentum, nesterov)
-    if VW is not None and 2 * W.size * W.itemsize > ROW_BY_ROW_ABOVE_BYTES:
+    step_biases(b, sb, delta, step, nesterov)
+    if SW is not None and len(SW) != ADAM_BUFFERS and \
+            (1 + len(SW)) * W.size * W.itemsize > ROW_BY_ROW_ABOVE_BYTES:
         for j in range(b.size):
             z_next[j] = b[j]
         for k in range(x.size):
             xn = x_next[k]
             for j in range(delta.size):
-                w = momentum_update(W[k, j], l2_gradient(x[k] * delta[j], alpha, W[k, j]),
-                                    VW[k], j, lr, momentum, nesterov)
+                w = update(W[k, j], l2_gradient(x[k] * delta[j], alpha, W[k, j]), SW, (k, j),
+                           step, nesterov)
                 W[k, j] = w
                 z_next[j] += xn * w
         return sum_of_squares(W) if alpha is not None else T(0)
     # Each block's z is one chain of multiply-adds down the rows, so the wider blocks of
-    # in_column_blocks also hide latency a block of one register would wait for. With
-    # momentum a block of four registers also holds four of weights and four of velocities,
-    # more than AVX2's sixteen, and spills its sums to the stack: momentum takes blocks of two.
-    # With a penalty and no momentum, each block adds its new weights' squares into the first
+    # in_column_blocks also hide latency a block of one register would wait for. With state
+    # a block of four registers also holds four of weights and four of each state buffer,
+    # more than AVX2's sixteen, and spills its sums to the stack: state takes blocks of two.
+    # With a penalty and no state, each block adds its new weights' squares into the first
     # of its lanes here (the blocks' widths differ; the sum does not care which lane holds
-    # what): a pass over W less per sample. With momentum the squares' registers would spill
+    # what): a pass over W less per sample. With state the squares' registers would spill
     # the block's: a pass of their own.
     squares = lane_buffer(W, 4)
     if alpha is not None:
         squares[:] = T(0)
-    operands = (W, b, VW, x, delta, x_next, z_next, lr, alpha, momentum, nesterov, squares)
-    if VW is None:
+    if SW is None:
+        operands = (W, b, SW, x, delta, x_next, z_next, alpha, step, nesterov, -step[0],
+                    squares)
         in_column_blocks(_step_and_forward_block, delta.size, lanes_in(W), operands, 4)
         return _sum_lanes(squares) if alpha is not None else T(0)
+    # SGD's steps scale the delta by -lr once per block, Adam's take the gradient itself.
+    scale = T(1) if len(SW) == ADAM_BUFFERS else -step[0]
+    operands = (W, b, SW, x, delta, x_next, z_next, alpha, step, nesterov, scale, squares)
     in_column_blocks(_step_and_forward_block, delta.size, lanes_in(W), operands, 2)
     return sum_of_squares(W) if alpha is not None else T(0)
 

@@ -193,12 +193,13 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
 
 
 @standalone
-def minibatch_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_size, lr,
-                     alpha, momentum, nesterov, hidden_activation, output_activation, scratch,
-                     work):
-    """Batches of more than one sample: mean gradient, then one step. Returns the summed
+def minibatch_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size,
+                     optimizer, hyper, steps, alpha, hidden_activation, output_activation,
+                     scratch, work):
+    """Batches of more than one sample: mean gradient, then one step of the optimizer (see
+    optimizers.descend; ``steps`` is the steps it took before this epoch). Returns the summed
     loss, each batch's loss weighted by its size; a batch of zero total weight takes no step
-    and adds nothing. Exactly one of ``scratch`` and ``work`` is
+    (and counts none) and adds nothing. Exactly one of ``scratch`` and ``work`` is
     None: the gradient streams samples one at a time (batch_gradient) in ``scratch``, or goes
     through BLAS (blas_batch_gradient) in ``work``.
 
@@ -218,6 +219,7 @@ def minibatch_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, 
         if work is not None:
             loss = blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
                                         hidden_activation, output_activation, work, grad)
-        descend(params, velocity, grad, lr, momentum, nesterov)
+        descend(params, state, grad, optimizer, hyper, steps)
+        steps += 1
         total += loss * rows.size
     return total

@@ -1,4 +1,4 @@
-"""The per-sample (batch size 1) SGD epoch kernel, specialised per network kind.
+"""The per-sample (batch size 1) epoch kernel, specialised per network kind and optimizer.
 
 Per-sample SGD streams every weight through the cache for every sample, so the epoch is
 written to touch each weight as few times as possible: a layer's backward pass reads each
@@ -12,11 +12,12 @@ import functools
 import numpy as np
 
 from ._jit import inline_ir, standalone
-from .codes import CACHE_LINE_BYTES, FAN_OUT, MOMENTUM, NESTEROV, SGD, UNIT_OFF
+from .codes import ADAM, CACHE_LINE_BYTES, FAN_OUT, MOMENTUM, NESTEROV, SGD, UNIT_OFF
 from .layers import (activate, backprop_step, backprop_step_narrow, dense, dense_by_units,
                      dense_narrow, layer_views, scale_by_derivative, step_first_and_forward,
                      sum_squared_weights, units)
 from .losses import loss_and_delta
+from .optimizers import adam_step
 from .simd import prefetch
 
 
@@ -27,18 +28,34 @@ def prefetch_row(row):
 
 
 @inline_ir
-def _optimizer_state(params, velocity, layout, layer):
-    """The layer's weights and the velocity views its step needs (None without momentum)."""
+def _optimizer_state(params, state, layout, layer, optimizer):
+    """The layer's weights and the views of the optimizer's state its step needs: tuples
+    (weights, biases) of one view per buffer, or None for plain SGD. Picked by the code, a
+    constant of the kernel, so that Numba types only the optimizer's own views."""
     W, b = layer_views(params, layout, layer)
-    if velocity is None:
+    if optimizer == SGD:
         return W, b, None, None
-    VW, vb = layer_views(velocity, layout, layer)
-    return W, b, VW, vb
+    if optimizer == ADAM:
+        MW, mb = layer_views(state[0], layout, layer)
+        VW, vb = layer_views(state[1], layout, layer)
+        return W, b, (MW, VW), (mb, vb)
+    VW, vb = layer_views(state[0], layout, layer)
+    return W, b, (VW,), (vb,)
+
+
+@inline_ir
+def _step_scalars(params, hyper, t, optimizer):
+    """The scalars of the optimizer's ``t``-th step (see optimizers) and whether every later
+    step's are the same."""
+    if optimizer == ADAM:
+        return adam_step(params, hyper, t)
+    T = params.dtype.type
+    return (T(hyper[0]), T(hyper[1])), True
 
 
 # The optimizer codes this kernel implements (its update helpers and its first layer's SIMD
 # step, simd.step_and_accumulate); dispatch.sgd_epoch trains any other on the generic path.
-OPTIMIZERS = (SGD, MOMENTUM, NESTEROV)
+OPTIMIZERS = (SGD, MOMENTUM, NESTEROV, ADAM)
 
 
 @functools.cache
@@ -57,23 +74,24 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"the per-sample kernel has no optimizer of code {optimizer}")
     nesterov = optimizer == NESTEROV
-    upper = upper_layers(hidden_activation, output_activation, shallow, nesterov)
+    upper = upper_layers(hidden_activation, output_activation, shallow, optimizer)
 
     @standalone
-    def per_sample_epoch(params, velocity, layout, X, Y, sample_weight, order, lr, alpha,
-                         momentum, scratch):
+    def per_sample_epoch(params, state, layout, X, Y, sample_weight, order, hyper, steps, alpha,
+                         scratch):
         """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed
-        loss.
+        loss. Each sample is one step of the optimizer (see optimizers for ``state``, its
+        buffers, ``hyper`` and ``steps``, the steps it took before this epoch).
 
         ``sample_weight`` (None, or a positive weight per row of X) is scikit-learn's: a
         batch of one sample of weight w has loss (w * l + alpha / 2 * ||W||^2) / w, so the
         weight cancels but in the penalty, which becomes alpha / w; without a penalty (alpha
         None) weights change nothing. (dispatch.sgd_epoch leaves out samples of zero weight.)
 
-        ``velocity`` is None for SGD and ``alpha`` None without an L2 penalty: Numba
-        then compiles a kernel with no momentum or penalty code at all (it prunes branches on
-        ``is None``), which is what the default settings run; it compiles in about a second
-        less, and the first layer's update takes one multiply-add per weight less.
+        ``state`` is None for plain SGD and ``alpha`` None without an L2 penalty: Numba
+        then compiles a kernel with no optimizer-state or penalty code at all (it prunes
+        branches on ``is None``), which is what the default settings run; it compiles in about
+        a second less, and the first layer's update takes one multiply-add per weight less.
 
         Layer 0's pre-activations for a sample are computed by the previous sample's fused
         step (and before the loop for the first sample)."""
@@ -82,8 +100,9 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
         n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
         acts = scratch[:n_units]
         deltas = scratch[n_units:2 * n_units]
-        W0, b0, VW0, vb0 = _optimizer_state(params, velocity, layout, 0)
-        WL, bL, VWL, vbL = _optimizer_state(params, velocity, layout, last)
+        W0, b0, SW0, sb0 = _optimizer_state(params, state, layout, 0, optimizer)
+        WL, bL, SWL, sbL = _optimizer_state(params, state, layout, last, optimizer)
+        step, settled = _step_scalars(params, hyper, steps + 1, optimizer)
         z0 = units(acts, layout, 0)
         delta0 = units(deltas, layout, 0)
         total = 0.0
@@ -101,12 +120,16 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
         penalty = alpha
         for s in range(order.size):
             i = order[s]
+            # Two pows a step, until Adam's bias corrections settle (after some 37,000 steps
+            # with scikit-learn's betas).
+            if optimizer == ADAM and not settled:
+                step, settled = adam_step(params, hyper, steps + s + 1)
             if alpha is not None:
                 if sample_weight is not None:
                     penalty = alpha / sample_weight[i]
-            loss, logs, product, new_squares = upper(params, velocity, layout, acts, deltas, WL,
-                                                     bL, VWL, vbL, Y[i], lr, penalty, momentum,
-                                                     logs, product)
+            loss, logs, product, new_squares = upper(params, state, layout, acts, deltas, WL, bL,
+                                                     SWL, sbL, Y[i], penalty, step, logs,
+                                                     product)
             total += loss
             if alpha is not None:
                 total += penalty / 2 * squares
@@ -118,8 +141,8 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
             # this hint their load latency stalls every sample.
             if s + ahead < order.size:
                 prefetch_row(X[order[s + ahead]])
-            squares += step_first_and_forward(W0, b0, VW0, vb0, X[i], delta0, X[next_i], z0,
-                                               lr, penalty, momentum, nesterov)
+            squares += step_first_and_forward(W0, b0, SW0, sb0, X[i], delta0, X[next_i], z0,
+                                               penalty, step, nesterov)
         return total + logs + np.log(product)
 
     return per_sample_epoch
@@ -127,22 +150,24 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
 
 @functools.cache
 def upper_layers(hidden_activation: int, output_activation: int, shallow: bool,
-                 nesterov: bool):
+                 optimizer: int):
     """The per-sample kernels' work between the first layer's forward pass and its step, for
-    activation codes, a network kind (see per_sample_kernel) and Nesterov's momentum as
-    constants: ``upper(params, velocity, layout, acts, deltas, WL, bL, VWL, vbL, y, lr, alpha,
-    momentum, logs, product)`` activates layer 0's pre-activations (in ``acts``), runs the
+    activation codes, a network kind (see per_sample_kernel) and an optimizer code as
+    constants: ``upper(params, state, layout, acts, deltas, WL, bL, SWL, sbL, y, alpha, step,
+    logs, product)`` activates layer 0's pre-activations (in ``acts``), runs the
     later layers forward, takes the loss and output delta for target ``y``, and backward
     steps every later layer down to layer 0's delta (in ``deltas``, scaled by the
-    derivative). ``WL, bL, VWL, vbL`` are the last layer's views, made once per epoch.
+    derivative). ``WL, bL, SWL, sbL`` are the last layer's views, made once per epoch; ``step``
+    holds the optimizer step's scalars (see kernels.optimizers).
     Returns ``(loss, logs, product, squares)`` (see loss_and_delta and backprop_step).
 
     Shared by the dense (per_sample_kernel) and the sparse (kernels.sparse) kernels, which
     differ only in the first layer."""
+    nesterov = optimizer == NESTEROV
 
     @inline_ir
-    def upper(params, velocity, layout, acts, deltas, WL, bL, VWL, vbL, y, lr, alpha, momentum,
-              logs, product):
+    def upper(params, state, layout, acts, deltas, WL, bL, SWL, sbL, y, alpha, step, logs,
+              product):
         T = params.dtype.type
         last = layout.shape[0] - 1
         z0 = units(acts, layout, 0)
@@ -169,19 +194,19 @@ def upper_layers(hidden_activation: int, output_activation: int, shallow: bool,
         loss, logs, product = loss_and_delta(zL, y, output_activation, deltaL, logs, product)
         squares = T(0)
         if shallow:
-            squares += backprop_step_narrow(WL, bL, VWL, vbL, z0, deltaL, delta0, lr, alpha,
-                                             momentum, nesterov)
+            squares += backprop_step_narrow(WL, bL, SWL, sbL, z0, deltaL, delta0, alpha, step,
+                                             nesterov)
             scale_by_derivative(delta0, z0, hidden_activation)
         else:
             for layer in range(last, 0, -1):
                 if layer == last:
-                    W, b, VW, vb = WL, bL, VWL, vbL
+                    W, b, SW, sb = WL, bL, SWL, sbL
                 else:
-                    W, b, VW, vb = _optimizer_state(params, velocity, layout, layer)
+                    W, b, SW, sb = _optimizer_state(params, state, layout, layer, optimizer)
                 a = units(acts, layout, layer - 1)
                 delta_prev = units(deltas, layout, layer - 1)
-                squares += backprop_step(W, b, VW, vb, a, units(deltas, layout, layer),
-                                          delta_prev, lr, alpha, momentum, nesterov)
+                squares += backprop_step(W, b, SW, sb, a, units(deltas, layout, layer),
+                                          delta_prev, alpha, step, nesterov)
                 scale_by_derivative(delta_prev, a, hidden_activation)
         return loss, logs, product, squares
 

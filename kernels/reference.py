@@ -9,7 +9,8 @@ gradient of the batch loss with respect to ``Z`` (times the batch size).
 
 import numpy as np
 
-from .codes import EXP, LINEAR, LOGISTIC, RELU, SIGMOID, SOFTMAX, TANH
+from .codes import (ADAM, EXP, LINEAR, LOGISTIC, NESTEROV, RELU, SGD, SIGMOID, SOFTMAX,
+                    TANH)
 from .layout import unpack
 from .csr import DenseKernels, in_dense_groups
 
@@ -111,21 +112,36 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
     return loss
 
 
-def descend(params, velocity, grad, lr, momentum, nesterov):
-    """One optimizer step, scikit-learn's SGD with (Nesterov) momentum."""
-    if momentum == 0:
+def descend(params, state, grad, optimizer, hyper, steps):
+    """One optimizer step of code ``optimizer`` (see :mod:`fastmlp.kernels.optimizers` for
+    ``state``, ``hyper`` and ``steps``): scikit-learn's SGD with (Nesterov) momentum, or its
+    Adam."""
+    T = params.dtype.type
+    if optimizer == ADAM:
+        m, v = state
+        learning_rate_init, beta_1, beta_2, epsilon = hyper
+        t = steps + 1
+        m[...] = beta_1 * m + (1 - beta_1) * grad
+        v[...] = beta_2 * v + (1 - beta_2) * grad**2
+        lr_t = T(learning_rate_init * np.sqrt(1 - beta_2**t) / (1 - beta_1**t))
+        params += -lr_t * m / (np.sqrt(v) + epsilon)
+        return
+    lr, momentum = T(hyper[0]), T(hyper[1])
+    if optimizer == SGD or momentum == 0:
         params -= lr * grad
         return
+    velocity, = state
     velocity[...] = momentum * velocity - lr * grad
-    params += momentum * velocity - lr * grad if nesterov else velocity
+    params += momentum * velocity - lr * grad if optimizer == NESTEROV else velocity
 
 
-def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_size, lr,
-              alpha, momentum, nesterov, hidden_activation, output_activation, scratch):
+def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size, optimizer,
+              hyper, steps, alpha, hidden_activation, output_activation, scratch):
     """One epoch of (mini-batch) gradient descent over ``X[order]``, in batches of
-    ``batch_size`` consecutive entries of ``order``. Returns the mean loss over the epoch's
-    samples, each batch's loss taken before its step (scikit-learn's ``loss_curve_``).
-    ``sample_weight``: see batch_gradient; a batch of total weight zero takes no step."""
+    ``batch_size`` consecutive entries of ``order``, one optimizer step each (see
+    ``descend``). Returns the mean loss over the epoch's samples, each batch's loss taken
+    before its step (scikit-learn's ``loss_curve_``). ``sample_weight``: see batch_gradient;
+    a batch of total weight zero takes no step, and counts none."""
     total = 0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -133,18 +149,19 @@ def sgd_epoch(params, velocity, grad, layout, X, Y, sample_weight, order, batch_
             continue
         loss = batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
                               hidden_activation, output_activation, scratch, grad)
-        descend(params, velocity, grad, lr, momentum, nesterov)
+        descend(params, state, grad, optimizer, hyper, steps)
+        steps += 1
         total += loss * len(rows)
     return total / len(order)
 
 
-def sparse_sgd_epoch(params, velocity, grad, layout, data, indices, indptr, Y, sample_weight,
-                     order, batch_size, lr, alpha, momentum, nesterov, hidden_activation,
+def sparse_sgd_epoch(params, state, grad, layout, data, indices, indptr, Y, sample_weight,
+                     order, batch_size, optimizer, hyper, steps, alpha, hidden_activation,
                      output_activation, scratch):
     """sgd_epoch on the rows of a CSR matrix ``(data, indices, indptr)``: each batch's rows
     densified (in groups of whole batches), then the math above."""
-    return in_dense_groups(_DENSE, params, velocity, grad, layout, data, indices, indptr, Y,
-                           sample_weight, order, batch_size, lr, alpha, momentum, nesterov,
+    return in_dense_groups(_DENSE, params, state, grad, layout, data, indices, indptr, Y,
+                           sample_weight, order, batch_size, optimizer, hyper, steps, alpha,
                            hidden_activation, output_activation, scratch)
 
 

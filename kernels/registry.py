@@ -84,20 +84,39 @@ TARGET_KINDS = CLASSIFICATION_KINDS + REGRESSION_KINDS
 @dataclass(frozen=True)
 class Optimizer:
     """A solver and the state buffers it keeps between steps, each laid out like the flat
-    parameter buffer (a model file stores one entry per buffer).
+    parameter buffer (a model file stores one entry per buffer; the kernels take them as a
+    tuple in this order).
 
-    ``stochastic``: it steps on batches, one epoch at a time (partial_fit, learning-rate
-    schedules, batch_size, momentum and early stopping apply); else it minimises the
-    full-batch loss in one call (scikit-learn's lbfgs)."""
+    ``stochastic``: it steps on batches, one epoch at a time (partial_fit, batch_size and
+    early stopping apply); else it minimises the full-batch loss in one call (scikit-learn's
+    lbfgs). ``hyperparameters``: the estimator parameters the kernels take after the learning
+    rate (their ``hyper`` tuple, see fastmlp.kernels.optimizers). ``schedules``: the
+    learning-rate schedules apply (scikit-learn's adam ignores ``learning_rate``)."""
     name: str
     buffers: tuple[str, ...]
     stochastic: bool = True
+    hyperparameters: tuple[str, ...] = ()
+    schedules: bool = False
 
 
+SGD = Optimizer("sgd", buffers=("velocity",), hyperparameters=("momentum",), schedules=True)
+ADAM = Optimizer("adam", buffers=("m", "v"), hyperparameters=("beta_1", "beta_2", "epsilon"))
 OPTIMIZERS = (
-    Optimizer("sgd", buffers=("velocity",)),
+    SGD,
+    ADAM,
     Optimizer("lbfgs", buffers=(), stochastic=False),
 )
+
+
+def optimizer_code(solver: str, momentum: float, nesterov: bool) -> int:
+    """The kernels' optimizer code for a stochastic solver and scikit-learn's momentum
+    settings (which only "sgd" reads; Nesterov without momentum is plain SGD)."""
+    if solver == ADAM.name:
+        return codes.ADAM
+    if momentum == 0:
+        return codes.SGD
+    return codes.NESTEROV if nesterov else codes.MOMENTUM
+
 
 # scikit-learn's learning-rate schedules for SGD: "constant" keeps learning_rate_init,
 # "invscaling" sets it to learning_rate_init / (t_ + 1) ** power_t after each epoch,

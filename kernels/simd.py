@@ -53,6 +53,14 @@ def _fma(builder, a, b, c):
     return builder.call(fn, [a, b, c])
 
 
+def _sqrt(builder, value):
+    """The correctly rounded square root of a vector (llvm.sqrt)."""
+    t = value.type
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t]),
+                                        f"llvm.sqrt.v{t.count}{t.element.intrinsic_name}")
+    return builder.call(fn, [value])
+
+
 def _intrinsic_or(python):
     """Compile the decorated intrinsic; but with Numba's JIT disabled (coverage, debugging),
     where intrinsics cannot run, use ``python``, the same operation in NumPy.
@@ -146,6 +154,22 @@ class _Block:
     def fma(self, a, b, c):
         return _fma(self.builder, a, b, c)
 
+    def adam_step(self, w, g, m, v, index, scalars):
+        """Adam's step of the block of parameters ``w`` with gradient ``g``, its moments
+        ``m`` and ``v`` (each an (array type, array) pair) at ``index``, updated and stored
+        back; ``scalars`` are the step's (optimizers.adam_step), in the block's dtype.
+        scikit-learn's formula, its sums in multiply-adds. Returns the new parameters."""
+        builder = self.builder
+        lr_t, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon = \
+            (self.splat(value) for value in scalars)
+        m_new = self.fma(beta_1, self.load(*m, index), builder.fmul(one_minus_beta_1, g))
+        v_new = self.fma(beta_2, self.load(*v, index),
+                         builder.fmul(one_minus_beta_2, builder.fmul(g, g)))
+        self.store(m_new, *m, index)
+        self.store(v_new, *v, index)
+        return builder.fadd(w, builder.fdiv(builder.fmul(builder.fneg(lr_t), m_new),
+                                            builder.fadd(_sqrt(builder, v_new), epsilon)))
+
 
 def _lane_buffer_numpy(like, registers):
     return np.empty(_lanes(like.dtype) * registers, like.dtype)
@@ -226,89 +250,151 @@ def store_block(typingctx, array, start, count, buffer, registers, masked):
     return types.none(array, start, count, buffer, registers, masked), codegen
 
 
-def _step_and_accumulate_numpy(W, VW, k, start, count, minus_lr_delta, z, squares, x, x_next,
-                               lr, alpha, momentum, nesterov, registers, masked):
+def _step_and_accumulate_numpy(W, SW, k, start, count, scaled_delta, z, squares, x, x_next,
+                               alpha, step, nesterov, registers, masked):
     w = W[k, start:start + count]
-    if VW is None:
+    lr = step[0]
+    if SW is None:
         if alpha is not None:
             w -= lr * alpha * w
-        w += x * minus_lr_delta[:count]
-    else:
-        step = x * minus_lr_delta[:count]
+        w += x * scaled_delta[:count]
+    elif len(SW) == 2:
+        _, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon = step
+        g = x * scaled_delta[:count]
         if alpha is not None:
-            step -= lr * alpha * w
-        v = VW[k, start:start + count]
-        v[:] = momentum * v + step
-        w += momentum * v + step if nesterov else v
-    if alpha is not None and VW is None:
+            g += alpha * w
+        m, v = (buffer[k, start:start + count] for buffer in SW)
+        m[:] = beta_1 * m + one_minus_beta_1 * g
+        v[:] = beta_2 * v + one_minus_beta_2 * (g * g)
+        w += -lr * m / (np.sqrt(v) + epsilon)
+    else:
+        minus_lr_g = x * scaled_delta[:count]
+        if alpha is not None:
+            minus_lr_g -= lr * alpha * w
+        v = SW[0][k, start:start + count]
+        v[:] = step[1] * v + minus_lr_g
+        w += step[1] * v + minus_lr_g if nesterov else v
+    if alpha is not None and SW is None:
         squares[:count] += w * w
     z[:count] += x_next * w
 
 
 @_intrinsic_or(_step_and_accumulate_numpy)
-def step_and_accumulate(typingctx, W, VW, k, start, count, minus_lr_delta, z, squares, x,
-                         x_next, lr, alpha, momentum, nesterov, registers, masked):
-    """For one block of lanes j of row ``k`` of ``W`` from ``start`` (see _Block): the SGD
-    step of ``w = W[k, j]``, stored back, then ``z[j] += x_next * w``; and with an L2 penalty
-    (``alpha`` not None) but no momentum, ``squares[j] += w * w`` for the next sample's
-    penalty.
+def step_and_accumulate(typingctx, W, SW, k, start, count, scaled_delta, z, squares, x,
+                         x_next, alpha, step, nesterov, registers, masked):
+    """For one block of lanes j of row ``k`` of ``W`` from ``start`` (see _Block): the
+    optimizer's step of ``w = W[k, j]``, stored back, then ``z[j] += x_next * w``; and with an
+    L2 penalty (``alpha`` not None) but no optimizer state, ``squares[j] += w * w`` for the
+    next sample's penalty. The optimizer is told by its state views ``SW`` (see
+    kernels.optimizers): None for plain SGD, one (the velocity) for SGD with momentum, two
+    (the moments m and v) for Adam; ``step`` holds its step's scalars.
 
-    Without momentum (``VW`` None) the step is ``w - (lr * alpha) * w + x * minus_lr_delta[j]``
-    -- a multiply and an add per vector, after a multiply-add when ``alpha`` is given (an L2
-    penalty); z's sum is a multiply-add. With momentum, ``-lr * gradient`` is
-    ``x * minus_lr_delta[j] - (lr * alpha) * w``, the velocity ``v = momentum * VW[k, j] - lr *
+    Without state the step is ``w - (lr * alpha) * w + x * scaled_delta[j]`` (scaled_delta is
+    -lr * delta) -- a multiply and an add per vector, after a multiply-add when ``alpha`` is
+    given (an L2 penalty); z's sum is a multiply-add. With momentum, ``-lr * gradient`` is
+    ``x * scaled_delta[j] - (lr * alpha) * w``, the velocity ``v = momentum * VW[k, j] - lr *
     gradient`` is stored back, and w moves by ``v`` (or by ``momentum * v - lr * gradient``
-    with ``nesterov``): scikit-learn's step, in multiply-adds.
-    The caller negates lr * delta once per block rather than x once per row: the same values,
-    one instruction less per row."""
+    with ``nesterov``): scikit-learn's step, in multiply-adds. The caller negates lr * delta
+    once per block rather than x once per row: the same values, one instruction less per row.
+    With Adam (scaled_delta is delta), the gradient is ``g = x * delta[j] + alpha * w``, the
+    moments ``m = beta_1 * m + (1 - beta_1) * g`` and ``v = beta_2 * v + (1 - beta_2) * g * g``
+    are stored back, and w moves by ``-lr_t * m / (sqrt(v) + epsilon)``: scikit-learn's step,
+    its sums in multiply-adds."""
     if not _literal_block(registers, masked):
         return None
+    state = SW.type if isinstance(SW, types.Optional) else SW
+    plain = isinstance(state, types.NoneType)
+    adam = not plain and len(state) == 2
+    penalty = not isinstance(alpha, types.NoneType)
 
     def codegen(context, builder, sig, args):
-        W_, VW_, k_, start_, count_, minus_lr_delta_, z_, squares_ = args[:8]
+        W_, SW_, k_, start_, count_, scaled_delta_, z_, squares_ = args[:8]
         x_, x_next_ = (context.cast(builder, value, type_, W.dtype)
                        for value, type_ in zip(args[8:10], sig.args[8:10]))
         block = _Block(context, builder, W.dtype, registers, masked, count_)
+        scalars = [context.cast(builder, builder.extract_value(args[11], i), type_, W.dtype)
+                   for i, type_ in enumerate(step)]
         index = [k_, start_]
         w = block.load(sig.args[0], W_, index)
-        minus_lr_delta_v = block.load(sig.args[5], minus_lr_delta_, block.zero, whole=True)
-        if not isinstance(alpha, types.NoneType):
+        scaled_delta_v = block.load(sig.args[5], scaled_delta_, block.zero, whole=True)
+        if penalty and not adam:
             # lr * alpha in their common type, as the kernel would compute it, then cast.
-            common = context.typing_context.unify_types(lr, alpha)
-            lr_alpha = builder.fmul(context.cast(builder, args[10], lr, common),
-                                    context.cast(builder, args[11], alpha, common))
+            common = context.typing_context.unify_types(step[0], alpha)
+            lr_alpha = builder.fmul(
+                context.cast(builder, builder.extract_value(args[11], 0), step[0], common),
+                context.cast(builder, args[10], alpha, common))
             minus_lr_alpha = builder.fneg(
                 block.splat(context.cast(builder, lr_alpha, common, W.dtype)))
-        if isinstance(VW, types.NoneType):
-            if not isinstance(alpha, types.NoneType):
+        if not plain:
+            SW_ = context.cast(builder, SW_, SW, state)
+            buffers = [builder.extract_value(SW_, i) for i in range(len(state))]
+        if plain:
+            if penalty:
                 w = block.fma(minus_lr_alpha, w, w)
             # A multiply and an add, not a multiply-add, make the value stored back to W: a
             # multiply-add's result stored back slows the loop
             # (benchmarks/c_baseline/store_after_fma.c). The product is rounded, as the
             # reference rounds it.
-            w = builder.fadd(w, builder.fmul(block.splat(x_), minus_lr_delta_v))
+            w = builder.fadd(w, builder.fmul(block.splat(x_), scaled_delta_v))
+        elif adam:
+            g = builder.fmul(block.splat(x_), scaled_delta_v)
+            if penalty:
+                g = block.fma(block.splat(context.cast(builder, args[10], alpha, W.dtype)), w, g)
+            m_type, v_type = state.types if isinstance(state, types.Tuple) else \
+                (state.dtype, state.dtype)
+            w = block.adam_step(w, g, (m_type, buffers[0]), (v_type, buffers[1]), index,
+                                scalars)
         else:
-            minus_lr_g = builder.fmul(block.splat(x_), minus_lr_delta_v)
-            if not isinstance(alpha, types.NoneType):
+            minus_lr_g = builder.fmul(block.splat(x_), scaled_delta_v)
+            if penalty:
                 minus_lr_g = block.fma(minus_lr_alpha, w, minus_lr_g)
-            momentum_ = block.splat(context.cast(builder, args[12], momentum, W.dtype))
-            # The epoch kernel's velocity views arrive as Optional(array) (see _optimizer_state).
-            velocity = VW.type if isinstance(VW, types.Optional) else VW
-            VW_ = context.cast(builder, VW_, VW, velocity)
-            v = block.fma(momentum_, block.load(velocity, VW_, index), minus_lr_g)
-            block.store(v, velocity, VW_, index)
-            move = builder.select(args[13], block.fma(momentum_, v, minus_lr_g), v)
+            momentum_ = block.splat(scalars[1])
+            velocity = state.types[0] if isinstance(state, types.Tuple) else state.dtype
+            v = block.fma(momentum_, block.load(velocity, buffers[0], index), minus_lr_g)
+            block.store(v, velocity, buffers[0], index)
+            move = builder.select(args[12], block.fma(momentum_, v, minus_lr_g), v)
             w = builder.fadd(w, move)
         block.store(w, sig.args[0], W_, index)
-        if not isinstance(alpha, types.NoneType) and isinstance(VW, types.NoneType):
+        if penalty and plain:
             block.store(block.fma(w, w, block.load(sig.args[7], squares_, block.zero, whole=True)),
                         sig.args[7], squares_, block.zero, whole=True)
         z_sum = block.fma(block.splat(x_next_), w,
                           block.load(sig.args[6], z_, block.zero, whole=True))
         block.store(z_sum, sig.args[6], z_, block.zero, whole=True)
         return context.get_dummy_value()
-    return (types.none(W, VW, k, start, count, minus_lr_delta, z, squares, x, x_next, lr, alpha,
-                       momentum, nesterov, registers, masked), codegen)
+    return (types.none(W, SW, k, start, count, scaled_delta, z, squares, x, x_next, alpha, step,
+                       nesterov, registers, masked), codegen)
+
+
+def _adam_block_numpy(params, grad, m, v, start, count, step, registers, masked):
+    lr_t, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon = step
+    block = slice(start, start + count)
+    g = grad[block]
+    m[block] = beta_1 * m[block] + one_minus_beta_1 * g
+    v[block] = beta_2 * v[block] + one_minus_beta_2 * (g * g)
+    params[block] += -lr_t * m[block] / (np.sqrt(v[block]) + epsilon)
+
+
+@_intrinsic_or(_adam_block_numpy)
+def adam_block(typingctx, params, grad, m, v, start, count, step, registers, masked):
+    """Adam's step (see _Block.adam_step) of one block of ``params`` from ``start`` with
+    gradient ``grad``, moments ``m`` and ``v`` (1-D arrays alike). Written here because LLVM
+    leaves the scalar loop scalar: four arrays that may alias, one square root and one
+    division per parameter."""
+    if not _literal_block(registers, masked):
+        return None
+
+    def codegen(context, builder, sig, args):
+        params_, grad_, m_, v_, start_, count_, step_ = args[:7]
+        block = _Block(context, builder, params.dtype, registers, masked, count_)
+        scalars = [context.cast(builder, builder.extract_value(step_, i), type_, params.dtype)
+                   for i, type_ in enumerate(step)]
+        w = block.load(sig.args[0], params_, start_)
+        g = block.load(sig.args[1], grad_, start_)
+        w = block.adam_step(w, g, (sig.args[2], m_), (sig.args[3], v_), start_, scalars)
+        block.store(w, sig.args[0], params_, start_)
+        return context.get_dummy_value()
+    return types.none(params, grad, m, v, start, count, step, registers, masked), codegen
 
 
 def _accumulate_row_numpy(z, W, k, start, count, x, registers, masked):

@@ -19,7 +19,7 @@ import functools
 import numpy as np
 
 from ._jit import inline_ir, standalone
-from .codes import FAN_OUT, UNIT_OFF
+from .codes import FAN_OUT, SGD, UNIT_OFF
 from .layers import in_column_blocks, layer_views, units
 from .optimizers import step_biases
 from .per_sample import prefetch_row, upper_layers
@@ -49,7 +49,8 @@ def _sparse_step_block(operands, start, count, registers, masked):
     row of W has a zero feature in both samples, where the dense block changes no weight and
     adds nothing to z; so z's sum has the dense sum's non-zero terms in the dense sum's
     order."""
-    W, b, data, indices, x_start, x_stop, next_start, next_stop, delta, z_next, lr = operands
+    W, b, data, indices, x_start, x_stop, next_start, next_stop, delta, z_next, step = operands
+    lr = step[0]
     T = W.dtype.type
     z = lane_buffer(W, registers)
     minus_lr_delta = lane_buffer(W, registers)
@@ -59,7 +60,7 @@ def _sparse_step_block(operands, start, count, registers, masked):
     load_scaled(minus_lr_delta, delta, start, count, -lr, registers, masked)
     for p in range(x_start, x_stop):
         step_and_accumulate(W, None, np.intp(indices[p]), start, count, minus_lr_delta, unused,
-                            unused, data[p], T(0), lr, None, T(0), False, registers, masked)
+                            unused, data[p], T(0), None, step, False, registers, masked)
     for p in range(next_start, next_stop):
         accumulate_row(z, W, indices[p], start, count, data[p], registers, masked)
     store_block(z_next, start, count, z, registers, masked)
@@ -69,7 +70,7 @@ def _sparse_step_block(operands, start, count, registers, masked):
 def sparse_per_sample_kernel(hidden_activation: int, output_activation: int, shallow: bool):
     """The sparse per-sample epoch kernel for a pair of activation codes and a network kind
     (see per_sample.per_sample_kernel), made on first use."""
-    upper = upper_layers(hidden_activation, output_activation, shallow, False)
+    upper = upper_layers(hidden_activation, output_activation, shallow, SGD)
 
     @standalone
     def sparse_per_sample_epoch(params, layout, data, indices, indptr, Y, order, lr, scratch):
@@ -89,12 +90,13 @@ def sparse_per_sample_kernel(hidden_activation: int, output_activation: int, sha
         delta0 = units(deltas, layout, 0)
         total = 0.0
         logs, product = 0.0, 1.0
+        step = (lr, T(0))   # plain SGD's step scalars (see kernels.optimizers)
         first = order[0]
         _sparse_forward(W0, b0, data, indices, indptr[first], indptr[first + 1], z0)
         for s in range(order.size):
             i = order[s]
             loss, logs, product, _ = upper(params, None, layout, acts, deltas, WL, bL, None,
-                                           None, Y[i], lr, None, T(0), logs, product)
+                                           None, Y[i], None, step, logs, product)
             total += loss
             next_i = order[s + 1] if s + 1 < order.size else order[0]
             # The weight rows a sample touches are scattered over W, and W is often larger
@@ -103,9 +105,9 @@ def sparse_per_sample_kernel(hidden_activation: int, output_activation: int, sha
                 ahead = order[s + 2]
                 for p in range(indptr[ahead], indptr[ahead + 1]):
                     prefetch_row(W0[indices[p]])
-            step_biases(b0, None, delta0, lr, T(0), False)
+            step_biases(b0, None, delta0, step, False)
             operands = (W0, b0, data, indices, indptr[i], indptr[i + 1], indptr[next_i],
-                        indptr[next_i + 1], delta0, z0, lr)
+                        indptr[next_i + 1], delta0, z0, step)
             in_column_blocks(_sparse_step_block, delta0.size, lanes_in(W0), operands, 4)
         return total + logs + np.log(product)
 

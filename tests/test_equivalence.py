@@ -20,8 +20,9 @@ from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_passes_with_
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
 from fastmlp.kernels import dispatch, layers, losses, per_sample, reference, simd
-from fastmlp.kernels.codes import (BLAS_CHUNK_ROWS, EXP, FAN_OUT, LINEAR, LOGITS, RELU, SIGMOID,
-                                   SOFTMAX)
+from fastmlp.kernels.codes import (ADAM, BLAS_CHUNK_ROWS, EXP, FAN_OUT, LINEAR, LOGITS, MOMENTUM,
+                                   NESTEROV, RELU, SGD, SIGMOID, SOFTMAX)
+from fastmlp.kernels.batches import steps_in_epoch
 from fastmlp.kernels.layout import make_layout
 
 N_SAMPLES = 37        # prime: a mini-batch of 5 leaves a last batch of 2
@@ -29,11 +30,12 @@ N_FEATURES = 4
 N_EPOCHS = 3
 HIDDEN = {1: (6,), 2: (6, 5), 3: (6, 5, 4)}
 BATCH_SIZES = {"per-sample": 1, "mini-batch": 5, "full": N_SAMPLES}
-# (learning rate, momentum, nesterov, alpha): momentum multiplies the effective step by ten,
-# so the rate comes down with it.
-OPTIMIZERS = {"plain": (0.1, 0.0, False, 0.0),
-              "nesterov-l2": (0.01, 0.9, True, 0.01),
-              "momentum": (0.01, 0.9, False, 0.0)}
+# (optimizer code, hyperparameters, alpha): momentum multiplies the effective step by ten,
+# so the rate comes down with it; Adam's steps are about the rate whatever the gradient's size.
+OPTIMIZERS = {"plain": (SGD, (0.1, 0.0), 0.0),
+              "nesterov-l2": (NESTEROV, (0.01, 0.9), 0.01),
+              "momentum": (MOMENTUM, (0.01, 0.9), 0.0),
+              "adam-l2": (ADAM, (0.01, 0.9, 0.999, 1e-8), 0.01)}
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
@@ -51,23 +53,28 @@ def epoch_orders(shuffle: str, n: int, seed: int) -> list[np.ndarray]:
 
 
 class Training:
-    """One backend's network and optimizer state, advanced an epoch at a time."""
+    """One backend's network and optimizer state (its buffers, as many as Adam's, and its
+    step count), advanced an epoch at a time."""
 
     def __init__(self, kernels, params, layout, n_units):
         self.kernels = kernels
         self.layout = layout
         self.params = params.copy()
-        self.velocity = np.zeros_like(params)
+        self.state = (np.zeros_like(params), np.zeros_like(params))
+        self.steps = 0
         self.grad = np.empty_like(params)
         self.scratch = np.empty(2 * n_units, dtype=params.dtype)
 
     def epoch(self, X, Y, order, batch_size, settings, hidden, output,
               sample_weight=None) -> float:
-        T = self.params.dtype.type
-        lr, momentum, nesterov, alpha = settings
-        return float(self.kernels.sgd_epoch(
-            self.params, self.velocity, self.grad, self.layout, X, Y, sample_weight, order,
-            batch_size, T(lr), T(alpha), T(momentum), nesterov, hidden, output, self.scratch))
+        optimizer, hyper, alpha = settings
+        state = self.state if optimizer == ADAM else self.state[:1]
+        loss = float(self.kernels.sgd_epoch(
+            self.params, state, self.grad, self.layout, X, Y, sample_weight, order, batch_size,
+            optimizer, hyper, self.steps, self.params.dtype.type(alpha), hidden, output,
+            self.scratch))
+        self.steps += steps_in_epoch(order, batch_size, sample_weight)
+        return loss
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
@@ -118,7 +125,7 @@ BLAS_CASES = {"three-chunks": ([4, 6, 5], 600, 600), "mini-batches": ([4, 6, 5],
               "large-network": ([70, 60, 3], 50, 9)}
 
 
-@pytest.mark.parametrize("optimizer", ["plain", "nesterov-l2"])
+@pytest.mark.parametrize("optimizer", ["plain", "nesterov-l2", "adam-l2"])
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -149,15 +156,15 @@ def test_per_sample_first_layer_blocks_match(width, optimizer, alpha, dtype):
     X = make_inputs(N_SAMPLES, N_FEATURES, dtype, seed=1)
     Y = make_targets("binary", N_SAMPLES, dtype, seed=2)
     network = make_network([N_FEATURES, width, 1], dtype, seed=3)
-    lr, momentum, nesterov, _ = OPTIMIZERS[optimizer]
+    code, hyper, _ = OPTIMIZERS[optimizer]
     assert_same_trajectory(network, X, Y, epoch_orders("permutation", N_SAMPLES, seed=4), 1,
-                           (lr, momentum, nesterov, alpha), "relu", OUTPUTS["binary"][0])
+                           (code, hyper, alpha), "relu", OUTPUTS["binary"][0])
 
 
-@pytest.mark.parametrize("optimizer", ["momentum", "nesterov-l2"])
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov-l2", "adam-l2"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_per_sample_momentum_on_a_large_first_layer_matches(optimizer, dtype):
-    """With momentum, a first layer whose weights and velocities outgrow
+def test_per_sample_state_on_a_large_first_layer_matches(optimizer, dtype):
+    """With optimizer state, a first layer whose weights and state buffers outgrow
     ROW_BY_ROW_ABOVE_BYTES is stepped row by row instead of in blocks."""
     dtype = DTYPES[dtype]
     width = 64
@@ -184,8 +191,9 @@ def assert_same_trajectory(network, X, Y, orders, batch_size, optimizer, activat
         assert fast.params.dtype == dtype
         assert_relative_close(fast_loss, slow_loss, rtol, f"loss of epoch {epoch}")
         assert_relative_close(fast.params, slow.params, rtol, f"params after epoch {epoch}")
-        assert_relative_close(fast.velocity, slow.velocity, rtol,
-                              f"velocity after epoch {epoch}")
+        for buffer, (fast_state, slow_state) in enumerate(zip(fast.state, slow.state)):
+            assert_relative_close(fast_state, slow_state, rtol,
+                                  f"state buffer {buffer} after epoch {epoch}")
     # A trajectory that went nowhere would match trivially.
     assert not np.allclose(fast.params, network[0])
 
@@ -297,6 +305,11 @@ ESTIMATOR_CASES = {
         hidden_layer_sizes=()),
     "early stopping": dict(kind="multiclass", early_stopping=True, validation_fraction=0.2,
                            n_iter_no_change=3, tol=1e-3, max_iter=40),
+    "per-sample adam deep": dict(kind="multilabel", solver="adam", alpha=1e-3,
+                                 hidden_layer_sizes=(6, 5)),
+    "mini-batch adam early stopping": dict(
+        kind="multiclass", solver="adam", batch_size=8, early_stopping=True,
+        validation_fraction=0.2, n_iter_no_change=3, tol=1e-3, max_iter=40),
 }
 
 

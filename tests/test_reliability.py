@@ -215,7 +215,7 @@ BAD_PARAMS = [
 ] + [
     ("max_iter", value) for value in [0, -1, 1.5, True, None]
 ] + [
-    ("solver", value) for value in ["adam", "LBFGS", None, ["sgd"]]
+    ("solver", value) for value in ["Adam", "LBFGS", None, ["sgd"]]
 ] + [
     ("learning_rate", value) for value in ["optimal", "Constant", None, ["adaptive"]]
 ] + [
@@ -224,6 +224,10 @@ BAD_PARAMS = [
     ("max_fun", value) for value in [0, -1, 1.5, True, None]
 ] + [
     ("momentum", value) for value in [1, 1.5, -0.1, np.nan]
+] + [
+    (beta, value) for beta in ("beta_1", "beta_2") for value in [1, 1.5, -0.1, np.nan, "0.9"]
+] + [
+    ("epsilon", value) for value in [0, -1e-8, np.inf, np.nan, None]
 ] + [
     ("alpha", value) for value in [-1e-4, np.inf, np.nan]
 ] + [
@@ -592,19 +596,22 @@ INTERRUPT_POINTS = {
 }
 
 
-def interrupt_settings(backend: str) -> dict:
-    # Momentum, so the velocity must be rolled back too; shuffling, so the random state must.
+def interrupt_settings(backend: str, solver: str = "sgd") -> dict:
+    # Momentum (or Adam's moments and step count), so the optimizer's state must be rolled
+    # back too; shuffling, so the random state must.
     return dict(hidden_layer_sizes=(5,), batch_size=4, momentum=0.5, learning_rate_init=0.05,
-                random_state=0, tol=0.0, n_iter_no_change=100, backend=backend)
+                random_state=0, tol=0.0, n_iter_no_change=100, backend=backend, solver=solver)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("point", INTERRUPT_POINTS)
-def test_interrupted_fit_is_the_fit_of_its_completed_epochs(monkeypatch, backend, point):
+def test_interrupted_fit_is_the_fit_of_its_completed_epochs(monkeypatch, backend, point,
+                                                            solver):
     owner, name, before, completed = INTERRUPT_POINTS[point]
     owner = BACKENDS[backend] if owner == "kernels" else owner
     X, y = make_labels("multiclass", N_SAMPLES, seed=67)
-    settings = interrupt_settings(backend)
+    settings = interrupt_settings(backend, solver)
     with monkeypatch.context() as patch:
         interrupt_on_call(patch, owner, name, call=3, before=before)
         model = FastMLP(max_iter=10, **settings)
@@ -614,7 +621,7 @@ def test_interrupted_fit_is_the_fit_of_its_completed_epochs(monkeypatch, backend
     assert model.n_iter_ == completed == len(model.loss_curve_)
     assert model.loss_curve_ == same.loss_curve_ and model.t_ == same.t_
     assert_same_weights(weights(model), weights(same))
-    # Velocity and random state too: training on continues exactly alike.
+    # Optimizer state and random state too: training on continues exactly alike.
     for continued in (model, same):
         continued.partial_fit(X, y)
     assert_same_weights(weights(model), weights(same))

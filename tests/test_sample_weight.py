@@ -78,14 +78,13 @@ def test_per_sample_weights_scale_the_penalty_only(dtype):
     X = make_inputs(37, 4, dtype, seed=1)
     Y = make_targets("softmax", 37, dtype, seed=2)
     network = make_network([4, 6, 3], dtype, seed=3)
-    lr, momentum, nesterov, alpha = OPTIMIZERS["nesterov-l2"]
+    code, hyper, alpha = OPTIMIZERS["nesterov-l2"]
     order = epoch_orders("permutation", 37, seed=4)[0]
     weighted, scaled = (Training(dispatch, *network) for _ in range(2))
     w = dtype(4)
     tanh = HIDDEN_CODES["tanh"]
-    weighted.epoch(X, Y, order, 1, (lr, momentum, nesterov, alpha), tanh, SOFTMAX,
-                   np.full(37, w, dtype))
-    scaled.epoch(X, Y, order, 1, (lr, momentum, nesterov, alpha / w), tanh, SOFTMAX)
+    weighted.epoch(X, Y, order, 1, (code, hyper, alpha), tanh, SOFTMAX, np.full(37, w, dtype))
+    scaled.epoch(X, Y, order, 1, (code, hyper, alpha / w), tanh, SOFTMAX)
     assert_relative_close(weighted.params, scaled.params, 1e-12 if dtype == np.float64 else 1e-6)
 
 
@@ -109,7 +108,8 @@ def test_a_batch_of_zero_weight_is_absent(backend, batch_size):
     tanh = HIDDEN_CODES["tanh"]
     loss = full.epoch(X, Y, order, batch_size, settings, tanh, SIGMOID, w)
     loss_without = without.epoch(X, Y, kept, batch_size, settings, tanh, SIGMOID, w)
-    assert_same_weights([full.params, full.velocity], [without.params, without.velocity])
+    assert_same_weights([full.params, full.state[0]], [without.params, without.state[0]])
+    assert full.steps == without.steps
     assert loss * n == pytest.approx(loss_without * kept.size, rel=1e-14)
 
 

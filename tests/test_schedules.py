@@ -117,7 +117,7 @@ def test_partial_fit_continues_the_schedule_and_fit_restarts_it():
         real = fastmlp.kernels.dispatch.sgd_epoch
 
         def spy(*args):
-            first_rate.append(args[9])     # lr
+            first_rate.append(args[10][0])     # hyper: the learning rate first
             return real(*args)
         patch.setattr(fastmlp.kernels.dispatch, "sgd_epoch", spy)
         fit_quietly(model, X, y)

@@ -20,6 +20,7 @@ from conftest import (BACKENDS, HIDDEN_CODES, OUTPUTS, RTOL, assert_relative_clo
 from fastmlp import FastMLP
 from fastmlp.exceptions import ConvergenceWarning
 from fastmlp.kernels import csr
+from fastmlp.kernels.codes import SGD
 from fastmlp.kernels.layout import aligned_copy
 
 FORMATS = {
@@ -81,10 +82,10 @@ def _epochs(backend, sparse: bool, params, layout, n_units, X, Y, hidden, output
     losses = []
     for _ in range(n_epochs):
         order = rng.permutation(X.shape[0])
-        common = (order, 1, dtype(0.1), dtype(0), dtype(0), False, hidden, output, scratch)
+        common = (None, order, 1, SGD, (0.1, 0.0), 0, dtype(0), hidden, output, scratch)
         if sparse:
             loss = backend.sparse_sgd_epoch(params, None, grad, layout, Xs.data, Xs.indices,
-                                            Xs.indptr, Y, None, *common)
+                                            Xs.indptr, Y, *common)
         else:
             loss = backend.sgd_epoch(params, None, grad, layout, X, Y, *common)
         losses.append(float(loss))
@@ -122,7 +123,7 @@ def test_sparse_kernel_reads_int64_indices():
         trained = aligned_copy(params)
         BACKENDS["numba"].sparse_sgd_epoch(
             trained, None, None, layout, Xs.data, Xs.indices.astype(index_type),
-            Xs.indptr.astype(index_type), Y, None, np.arange(40), 1, 0.1, 0.0, 0.0, False,
+            Xs.indptr.astype(index_type), Y, None, np.arange(40), 1, SGD, (0.1, 0.0), 0, 0.0,
             HIDDEN_CODES["relu"], OUTPUTS["binary"][0], np.empty(2 * n_units))
         runs.append(trained)
     np.testing.assert_array_equal(runs[0], runs[1])
@@ -139,8 +140,8 @@ def test_sparse_kernel_ignores_sample_weight():
         trained = aligned_copy(params)
         BACKENDS["numba"].sparse_sgd_epoch(
             trained, None, None, layout, X.data, X.indices, X.indptr, Y, sample_weight,
-            np.arange(40), 1, 0.1, 0.0, 0.0, False, HIDDEN_CODES["relu"], OUTPUTS["binary"][0],
-            np.empty(2 * n_units))
+            np.arange(40), 1, SGD, (0.1, 0.0), 0, 0.0, HIDDEN_CODES["relu"],
+            OUTPUTS["binary"][0], np.empty(2 * n_units))
         runs.append(trained)
     np.testing.assert_array_equal(runs[0], runs[1])
 
