@@ -18,10 +18,9 @@ class FastMLPRegressor(BaseMLP):
     ``solver="sgd"``, ``"adam"`` or ``"lbfgs"``: an identity output trained with half the
     squared error (``loss="squared_error"``) or an exponential output trained with half the
     Poisson deviance (``loss="poisson"``, for counts and other non-negative targets). As
-    scikit-learn,
-    the squared error reported in ``loss_curve_`` is averaged over samples and outputs, while
-    its steps follow the output delta ``p - y`` (the gradient of the error summed over
-    outputs).
+    scikit-learn, the squared error reported in ``loss_curve_`` is averaged over samples and
+    outputs, while its steps follow the output delta ``p - y`` (the gradient of the error
+    summed over outputs).
 
     Parameters are :class:`fastmlp.FastMLP`'s (the same defaults: per-sample SGD, no momentum,
     no L2 penalty, ``learning_rate_init=0.01``) but ``class_weight``, plus ``loss``; early
