@@ -7,8 +7,15 @@ no kernel allocates, and without the runtime an array view costs no atomic incre
 See docs/kernels.md for why each exists and what it was measured to buy.
 """
 
+import contextlib
 import hashlib
+import os
 from importlib.resources import files
+
+try:
+    import fcntl
+except ImportError:     # Windows: no advisory locks; Numba's atomic file replacement only
+    fcntl = None
 
 from numba import config, njit
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
@@ -57,8 +64,35 @@ class _KernelCacheImpl(CompileResultCacheImpl):
 
 
 class KernelCache(FunctionCache):
-    """Numba's per-function disk cache, fresh only while no module of the package changed."""
+    """Numba's per-function disk cache, fresh only while no module of the package changed,
+    safe to share between processes (a cluster's workers, ``fastmlp compile``'s jobs).
+
+    Numba's own writes are atomic file replacements, but saving an entry reads the index,
+    picks a free data file and writes both: two processes saving different signatures at
+    once can each pick the same data file and leave an index naming the other's code. An
+    advisory lock on the function's index serialises saves (exclusive) against loads
+    (shared); compiles themselves still run in parallel."""
     _impl_class = _KernelCacheImpl
+
+    def load_overload(self, sig, target_context):
+        if not os.path.isdir(self._cache_path):
+            return None     # nothing cached yet (and no directory to hold a lock file)
+        with self._locked(fcntl and fcntl.LOCK_SH):
+            return super().load_overload(sig, target_context)
+
+    def save_overload(self, sig, data):
+        self._impl.locator.ensure_cache_path()
+        with self._locked(fcntl and fcntl.LOCK_EX):
+            super().save_overload(sig, data)
+
+    @contextlib.contextmanager
+    def _locked(self, mode):
+        if fcntl is None:
+            yield
+            return
+        with open(self._cache_file._index_path + ".lock", "a+b") as lock:
+            fcntl.flock(lock, mode)     # released when the file closes, also on error
+            yield
 
 
 def _cached(compile_):
