@@ -23,6 +23,7 @@ never copies a large X; on small data (``COMPILED_FROM_MACS``) it runs in NumPy,
 first fit does not compile the prediction kernel for it.
 """
 
+import contextlib
 import copy
 import math
 import warnings
@@ -143,8 +144,9 @@ class _Statistics:
         backend = est.backend if X.shape[0] * weights >= COMPILED_FROM_MACS else "numpy"
         layers = [_one_layer(est, layer, backend) for layer in range(len(est._layout))]
         stats = cls(est, X)
-        for start in range(0, X.shape[0], CHUNK_ROWS):
-            stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
+        with _one_blas_thread(backend):
+            for start in range(0, X.shape[0], CHUNK_ROWS):
+                stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
         return stats
 
     def _add(self, layers, X, Y) -> None:
@@ -219,6 +221,16 @@ def _one_layer(est, layer: int, backend: str):
     row[:, codes.UNIT_OFF] = 0
     single._layout, single._n_units = row, int(row[0, codes.FAN_OUT])
     return lambda A: single._forward(np.ascontiguousarray(A), codes.LOGITS)
+
+
+def _one_blas_thread(backend: str):
+    """BLAS kept to one thread for NumPy's products of a chunk of rows by a layer: too small
+    to share, its threads cost many times the product on a busy machine or when fits run
+    at once in threads (a sweep's); the compiled forward pass uses no BLAS."""
+    if backend != "numpy":
+        return contextlib.nullcontext()
+    from .kernels.dispatch import ONE_BLAS_THREAD   # imports Numba, which training has
+    return ONE_BLAS_THREAD
 
 
 def _log_loss(logits: np.ndarray, Y: np.ndarray, multiclass: bool) -> float:
