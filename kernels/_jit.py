@@ -7,9 +7,7 @@ no kernel allocates, and without the runtime an array view costs no atomic incre
 See docs/kernels.md for why each exists and what it was measured to buy.
 """
 
-import contextlib
 import hashlib
-import os
 from importlib.resources import files
 
 try:
@@ -18,6 +16,7 @@ except ImportError:     # Windows: no advisory locks; Numba's atomic file replac
     fcntl = None
 
 from numba import config, njit
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
                                 UserProvidedCacheLocator, UserWideCacheLocator,
                                 ZipCacheLocator)
@@ -65,34 +64,64 @@ class _KernelCacheImpl(CompileResultCacheImpl):
 
 class KernelCache(FunctionCache):
     """Numba's per-function disk cache, fresh only while no module of the package changed,
-    safe to share between processes (a cluster's workers, ``fastmlp compile``'s jobs).
+    shared safely by processes that start cold together (a cluster's workers, ``fastmlp
+    compile``'s jobs).
 
-    Numba's own writes are atomic file replacements, but saving an entry reads the index,
-    picks a free data file and writes both: two processes saving different signatures at
-    once can each pick the same data file and leave an index naming the other's code. An
-    advisory lock on the function's index serialises saves (exclusive) against loads
-    (shared); compiles themselves still run in parallel."""
+    Numba writes each file atomically, but saving an entry reads the index, picks a free
+    data file and writes both, so two processes saving at once can leave an index naming
+    the other's code; and each would compile the kernel itself. So an advisory lock on the
+    function's cache is taken shared to load, and exclusive from a miss until the compile
+    ends: the first process compiles, the others wait and load its result, and loads run side
+    by side. A compile holds its kernel's lock while it takes those of the kernels it calls,
+    never the reverse, so processes cannot wait on one another in a cycle."""
     _impl_class = _KernelCacheImpl
 
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._compiling = None  # the exclusive lock's file while this process compiles
+
     def load_overload(self, sig, target_context):
-        if not os.path.isdir(self._cache_path):
-            return None     # nothing cached yet (and no directory to hold a lock file)
-        with self._locked(fcntl and fcntl.LOCK_SH):
+        if fcntl is None or self._compiling is not None:
             return super().load_overload(sig, target_context)
-
-    def save_overload(self, sig, data):
         self._impl.locator.ensure_cache_path()
-        with self._locked(fcntl and fcntl.LOCK_EX):
-            super().save_overload(sig, data)
+        with self._lock_file() as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            cres = super().load_overload(sig, target_context)
+        if cres is not None:
+            return cres
+        self._compiling = self._lock_file()
+        fcntl.flock(self._compiling, fcntl.LOCK_EX)
+        # Another process may have saved it while this one waited.
+        cres = super().load_overload(sig, target_context)
+        if cres is not None:
+            self.release()
+        return cres
 
-    @contextlib.contextmanager
-    def _locked(self, mode):
-        if fcntl is None:
-            yield
-            return
-        with open(self._cache_file._index_path + ".lock", "a+b") as lock:
-            fcntl.flock(lock, mode)     # released when the file closes, also on error
-            yield
+    def release(self) -> None:
+        """End this process's compile, saved or failed: the others may load or compile."""
+        if self._compiling is not None:
+            self._compiling.close()     # closing the file releases its lock
+            self._compiling = None
+
+    def _lock_file(self):
+        return open(self._cache_file._index_path + ".lock", "a+b")
+
+
+def _releasing_after_compile(dispatcher):
+    """The dispatcher's ``compile`` (cache lookup, compile on a miss, save), releasing its
+    cache's lock when the outermost call ends, also by an error. Inside Numba's compiler
+    lock, which ``compile`` takes too: one thread of a process at a time holds the lock."""
+    compile_ = dispatcher.compile
+
+    def compile(sig):
+        with global_compiler_lock:
+            outermost = dispatcher._cache._compiling is None
+            try:
+                return compile_(sig)
+            finally:
+                if outermost:
+                    dispatcher._cache.release()
+    return compile
 
 
 def _cached(compile_):
@@ -103,6 +132,7 @@ def _cached(compile_):
         dispatcher = compile_(function)
         if not config.DISABLE_JIT:
             dispatcher._cache = KernelCache(function)
+            dispatcher.compile = _releasing_after_compile(dispatcher)
         return dispatcher
     return decorate
 

@@ -88,10 +88,10 @@ RUN_FORWARD_TWICE = RUN_FORWARD.replace(
 
 
 def test_processes_compiling_the_same_kernel_at_once_share_one_cache(tmp_path):
-    """A cluster's workers start cold together: each compiles forward (float32 and float64,
-    two signatures of one function, in either order) into the same cache at the same time.
-    Every process must compute the right outputs, and a later process must load both
-    signatures without compiling."""
+    """A cluster's workers start cold together: each needs forward (float32 and float64,
+    two signatures of one function, in either order) from the same empty cache at the same
+    time. Each signature is compiled once, by one of them, and loaded by the others; every
+    process computes the right outputs, and a later one loads both signatures."""
     root = tmp_path / "copy"
     shutil.copytree(KERNELS, root / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -105,11 +105,16 @@ def test_processes_compiling_the_same_kernel_at_once_share_one_cache(tmp_path):
 
     dtypes = ("float32", "float64", "float32", "float64")
     runs = [start(dtype) for dtype in dtypes]
-    results = {}
+    results, compiles = {}, 0
     for dtype, run in zip(dtypes, runs):
         stdout, stderr = run.communicate(timeout=300)
         assert run.returncode == 0, stderr
-        results.setdefault(dtype, set()).add(stdout.splitlines()[-1])
+        counts, outputs = stdout.splitlines()[-2:]
+        hits, misses = map(int, counts.split())
+        assert hits + misses == len({dtype, "float64"})
+        compiles += misses
+        results.setdefault(dtype, set()).add(outputs)
+    assert compiles == 2, "each signature compiled by one process only"
     assert all(len(outputs) == 1 for outputs in results.values())
 
     later = subprocess.run([sys.executable, "-c", RUN_FORWARD_TWICE, "float32"], cwd=root,
