@@ -123,3 +123,20 @@ def test_processes_compiling_the_same_kernel_at_once_share_one_cache(tmp_path):
     counts, outputs = later.stdout.splitlines()[-2:]
     assert tuple(map(int, counts.split())) == (2, 0), "both signatures must load from the cache"
     assert {outputs} == results["float32"]
+
+
+def test_a_failed_compile_leaves_the_cache_unlocked():
+    """A compile that raises (here, arguments the kernel cannot type) must release its
+    kernel's lock, or every other process wanting that kernel would wait forever."""
+    import fcntl
+
+    from numba.core.errors import TypingError
+
+    from fastmlp.kernels import predict
+
+    with pytest.raises(TypingError):
+        predict.forward("not", "arrays", None, 1, 2, None, None)
+    cache = predict.forward._cache
+    assert cache._compiling is None
+    with cache._lock_file() as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)    # raises if still held
