@@ -67,35 +67,41 @@ class KernelCache(FunctionCache):
     shared safely by processes that start cold together (a cluster's workers, ``fastmlp
     compile``'s jobs).
 
-    Numba writes each file atomically, but saving an entry reads the index, picks a free
-    data file and writes both, so two processes saving at once can leave an index naming
-    the other's code; and each would compile the kernel itself. So an advisory lock on the
-    function's cache is taken shared to load, and exclusive from a miss until the compile
-    ends: the first process compiles, the others wait and load its result, and loads run side
-    by side. A compile holds its kernel's lock while it takes those of the kernels it calls,
-    never the reverse, so processes cannot wait on one another in a cycle."""
+    Numba writes each file atomically, but saving an entry reads the function's index, picks
+    a free data file and writes both, so two processes saving at once can leave an index
+    naming the other's code; and each would compile the kernel itself. So two advisory locks:
+    the index's, shared to load and exclusive to save (held for that only), and one per
+    kernel (signature and closure constants), exclusive from a cache miss until the compile
+    ends: the first process compiles, the others wait and load its result. A compile holds
+    its kernel's lock while it takes those of the kernels it calls, never the reverse, so
+    processes cannot wait on one another in a cycle."""
     _impl_class = _KernelCacheImpl
 
     def __init__(self, py_func):
         super().__init__(py_func)
-        self._compiling = None  # the exclusive lock's file while this process compiles
+        self._compiling = None  # the kernel's lock file while this process compiles it
 
     def load_overload(self, sig, target_context):
         if fcntl is None or self._compiling is not None:
-            return super().load_overload(sig, target_context)
-        self._impl.locator.ensure_cache_path()
-        with self._lock_file() as lock:
-            fcntl.flock(lock, fcntl.LOCK_SH)
-            cres = super().load_overload(sig, target_context)
+            return self._load(sig, target_context)
+        cres = self._load(sig, target_context)
         if cres is not None:
             return cres
-        self._compiling = self._lock_file()
+        key = repr(self._index_key(sig, target_context.codegen())).encode()
+        self._compiling = self._lock_file(hashlib.sha256(key).hexdigest()[:16])
         fcntl.flock(self._compiling, fcntl.LOCK_EX)
         # Another process may have saved it while this one waited.
-        cres = super().load_overload(sig, target_context)
+        cres = self._load(sig, target_context)
         if cres is not None:
             self.release()
         return cres
+
+    def save_overload(self, sig, data):
+        if fcntl is None:
+            return super().save_overload(sig, data)
+        with self._lock_file("index") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            super().save_overload(sig, data)
 
     def release(self) -> None:
         """End this process's compile, saved or failed: the others may load or compile."""
@@ -103,8 +109,16 @@ class KernelCache(FunctionCache):
             self._compiling.close()     # closing the file releases its lock
             self._compiling = None
 
-    def _lock_file(self):
-        return open(self._cache_file._index_path + ".lock", "a+b")
+    def _load(self, sig, target_context):
+        if fcntl is None:
+            return super().load_overload(sig, target_context)
+        with self._lock_file("index") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            return super().load_overload(sig, target_context)
+
+    def _lock_file(self, name: str):
+        self._impl.locator.ensure_cache_path()
+        return open(f"{self._cache_file._index_path}.{name}.lock", "a+b")
 
 
 def _releasing_after_compile(dispatcher):
