@@ -196,7 +196,8 @@ def _add_train(commands) -> None:
     data.add_argument("--chunksize", type=_positive_int, metavar="N",
                       help="stream the CSV file in chunks of N lines, for files larger than "
                       "memory: a first pass finds the classes and the standardisation, each "
-                      "epoch is one partial_fit per chunk in file order, the test rows are "
+                      "epoch is one partial_fit per chunk in file order (--tol and "
+                      "--n-iter-no-change stop on each pass's loss), the test rows are "
                       "drawn row by row (not stratified) and scored in a last pass")
 
     net = train.add_argument_group("network")
@@ -465,7 +466,7 @@ def _train_streaming(args, model: FastMLP) -> int:
         _note(args, f"numba kernels ready in {_seconds(_warm_up_streaming(model, source))} "
               "(not counted below)")
     run = _Run("fastmlp", model, 0.0)
-    losses = []
+    losses, best, stale = [], math.inf, 0
     for _ in range(model.max_iter):
         total, n = 0.0, 0
         for X, y in source.chunks(standardise):
@@ -474,6 +475,11 @@ def _train_streaming(args, model: FastMLP) -> int:
             run.seconds += time.perf_counter() - start
             total, n = total + model.loss_curve_[-1] * len(y), n + len(y)
         losses.append(total / n)
+        # fit's stopping rule, on each pass's mean training loss.
+        stale = 0 if losses[-1] <= best - model.tol else stale + 1
+        best = min(best, losses[-1])
+        if stale > model.n_iter_no_change:
+            break
     if not args.quiet:
         print("\n".join(_table(["", "fastmlp"], [[label, value] for label, value in
                                                 _measure_streaming(run, source, losses,
@@ -528,7 +534,7 @@ def _measure_streaming(run: _Run, source, losses: list[float], standardise: bool
     if n:
         measures["test accuracy"] = f"{correct / n:.4f}"
         measures["test log-loss"] = f"{log_loss / n:.4f}"
-    measures["passes"] = f"{len(losses)}"
+    measures["passes"] = f"{len(losses)} of {model.max_iter}"
     measures["samples/s"] = f"{model.t_ / run.seconds:,.0f}"
     measures["training time"] = _seconds(run.seconds)
     return measures
