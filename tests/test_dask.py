@@ -48,10 +48,11 @@ def regression(n: int = 90, seed: int = 0):
 # one, plain SGD, scikit-learn's other defaults).
 ESTIMATORS = {
     "FastMLP": (fastmlp.FastMLP((16,), max_iter=4, random_state=0), classification),
-    "MLPClassifier": (fastmlp.MLPClassifier((16,), solver="sgd", batch_size=1, max_iter=4,
-                                            random_state=0), classification),
-    "MLPRegressor": (fastmlp.MLPRegressor((16,), solver="sgd", batch_size=1, max_iter=4,
-                                          learning_rate_init=1e-3, random_state=0),
+    "MLPClassifier": (fastmlp.MLPClassifier(hidden_layer_sizes=(16,), solver="sgd",
+                                            batch_size=1, max_iter=4, random_state=0),
+                      classification),
+    "MLPRegressor": (fastmlp.MLPRegressor(hidden_layer_sizes=(16,), solver="sgd", batch_size=1,
+                                          max_iter=4, learning_rate_init=1e-3, random_state=0),
                      regression),
 }
 GRID = {"learning_rate_init": [3e-3, 1e-2], "alpha": [0.0, 1e-3]}
