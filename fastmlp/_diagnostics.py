@@ -24,6 +24,7 @@ never copies a large X; on small data (``COMPILED_FROM_MACS``) it runs in NumPy,
 first fit does not compile the prediction kernel for it.
 """
 
+import contextlib
 import copy
 import math
 import warnings
@@ -148,8 +149,9 @@ class _Statistics:
         backend = est.backend if X.shape[0] * weights >= COMPILED_FROM_MACS else "numpy"
         layers = [_one_layer(est, layer, backend) for layer in range(len(est._layout))]
         stats = cls(est, X, Y)
-        for start in range(0, X.shape[0], CHUNK_ROWS):
-            stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
+        with _one_blas_thread(backend):
+            for start in range(0, X.shape[0], CHUNK_ROWS):
+                stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
         return stats
 
     def _add(self, layers, X, Y) -> None:
@@ -241,6 +243,16 @@ def _one_layer(est, layer: int, backend: str):
         # A sparse X's rows: SciPy's sparse product costs a fraction of densifying them.
         return np.asarray(A @ est.coefs_[layer]) + est.intercepts_[layer]
     return pre_activations
+
+def _one_blas_thread(backend: str):
+    """BLAS kept to one thread for NumPy's products of a chunk of rows by a layer: too small
+    to share, its threads cost many times the product on a busy machine or when fits run
+    at once in threads (a sweep's); the compiled forward pass uses no BLAS."""
+    if backend != "numpy":
+        return contextlib.nullcontext()
+    from .kernels.dispatch import ONE_BLAS_THREAD   # imports Numba, which training has
+    return ONE_BLAS_THREAD
+
 
 
 def _union(seen, new):

@@ -112,6 +112,8 @@ class FastMLP(BaseMLP):
     best_loss_ (None after lbfgs),
     validation_scores_, best_validation_score_, n_layers_, n_outputs_, out_activation_.
     """
+    # What the tags say, for libraries that still read it (dask-ml's searches).
+    _estimator_type = "classifier"
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *,

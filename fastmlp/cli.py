@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _targets, datasets, warmup
+from . import _targets, datasets, streaming, warmup
 from ._diagnostics import STANDARDISE, warn_training_problems
 from ._validation import check_params
 from ._version import __version__
@@ -193,6 +193,12 @@ def _add_train(commands) -> None:
                       "loan is tested on its three unseen applicants)")
     data.add_argument("--no-standardize", action="store_true",
                       help="train on the features as they are")
+    data.add_argument("--chunksize", type=_positive_int, metavar="N",
+                      help="stream the CSV file in chunks of N lines, for files larger than "
+                      "memory: a first pass finds the classes and the standardisation, each "
+                      "epoch is one partial_fit per chunk in file order (--tol and "
+                      "--n-iter-no-change stop on each pass's loss), the test rows are "
+                      "drawn row by row (not stratified) and scored in a last pass")
 
     net = train.add_argument_group("network")
     net.add_argument("--hidden", type=_layer_sizes, nargs="+", metavar="N",
@@ -398,6 +404,8 @@ def train_command(args) -> int:
     params = _estimator_params(args, recipe)
     model = FastMLP(**params)
     check_params(model)
+    if args.chunksize:
+        return _train_streaming(args, model)
     data = _load_training_data(args)
     if not args.no_standardize:
         _standardise(data)
@@ -436,6 +444,100 @@ def train_command(args) -> int:
         model.save(args.save)
         _note(args, f"model written to {args.save}")
     return 0
+
+
+def _train_streaming(args, model: FastMLP) -> int:
+    """train_command for --chunksize: the CSV file's chunks through partial_fit, --epochs
+    passes over the file (see fastmlp.streaming)."""
+    fmt, _ = _csv_format(args, args.csv)
+    source = streaming.ChunkedCsv(args.csv, args.chunksize, args.target, fmt,
+                                  0.25 if args.test_size is None else args.test_size,
+                                  args.seed, np.float32 if args.float32 else np.float64)
+    source.survey()
+    if args.task == "auto":
+        _refuse_regression_target(source.classes, args.target or "the last column", args.csv)
+    if len(source.classes) < 2:
+        raise ValueError(f"{args.csv}: every row has the label {source.classes[0]!r}; a "
+                         "classifier needs at least 2 classes.")
+    standardise = not args.no_standardize
+    if not args.quiet:
+        print(_describe_streaming(source, model, args))
+    if model.backend == "numba":
+        _note(args, f"numba kernels ready in {_seconds(_warm_up_streaming(model, source))} "
+              "(not counted below)")
+    run = _Run("fastmlp", model, 0.0)
+    losses, best, stale = [], math.inf, 0
+    for _ in range(model.max_iter):
+        total, n = 0.0, 0
+        for X, y in source.chunks(standardise):
+            start = time.perf_counter()
+            model.partial_fit(_Frame(X, source.names), y, classes=source.classes)
+            run.seconds += time.perf_counter() - start
+            total, n = total + model.loss_curve_[-1] * len(y), n + len(y)
+        losses.append(total / n)
+        # fit's stopping rule, on each pass's mean training loss.
+        stale = 0 if losses[-1] <= best - model.tol else stale + 1
+        best = min(best, losses[-1])
+        if stale > model.n_iter_no_change:
+            break
+    if not args.quiet:
+        print("\n".join(_table(["", "fastmlp"], [[label, value] for label, value in
+                                                _measure_streaming(run, source, losses,
+                                                                   standardise).items()])))
+    if args.save:
+        if standardise:
+            _fold_standardisation(model, source.mean, source.scale)
+        model.save(args.save)
+        _note(args, f"model written to {args.save}")
+    return 0
+
+
+def _warm_up_streaming(model: FastMLP, source) -> float:
+    """_warm_up for streaming: one partial_fit and prediction on the first chunk's first
+    batch, with every class (the first chunk may not hold them all). Returns its seconds."""
+    start = time.perf_counter()
+    X, y = next(source.chunks(standardise=False))
+    n = len(y) if model.batch_size == "full" else min(model.batch_size, len(y))
+    tiny = FastMLP(**{**model.get_params(), "verbose": False})
+    frame = _Frame(X[:n], source.names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # what one epoch on a few rows learns is not news
+        tiny.partial_fit(frame, y[:n], classes=source.classes).predict_proba(frame)
+    return time.perf_counter() - start
+
+
+def _describe_streaming(source, model: FastMLP, args) -> str:
+    classes = source.classes
+    shown = ", ".join(map(str, classes)) if len(classes) <= 6 else f"{len(classes)} classes"
+    held_out = (f"{source.n_test} test rows held out (each row with probability "
+                f"{source.test_size}, seed {args.seed})") if source.n_test else "no test split"
+    return (f"{args.csv}: {source.n_train + source.n_test} rows streamed in chunks of "
+            f"{args.chunksize} lines, {len(source.names)} features, labels {shown}; "
+            f"{source.n_train} training rows, {held_out}"
+            f"{'' if args.no_standardize else '; features standardised'}\n"
+            f"network {len(source.names)}-{'-'.join(map(str, model.hidden_layer_sizes))}-"
+            f"{1 if len(classes) == 2 else len(classes)} ({model.activation}), "
+            f"{model.max_iter} passes over the file, one partial_fit per chunk")
+
+
+def _measure_streaming(run: _Run, source, losses: list[float], standardise: bool) -> dict:
+    """The summary's rows: the last pass's mean training loss, and the test rows' accuracy
+    and log-loss, scored chunk by chunk."""
+    model = run.model
+    measures = {"train loss (last pass)": f"{losses[-1]:.4f}"}
+    correct, log_loss, n = 0, 0.0, 0
+    for X, y in source.chunks(standardise, test=True):
+        frame = _Frame(X, source.names)
+        correct += int((model.predict(frame) == y).sum())
+        log_loss += _log_loss(model.predict_proba(frame), y, model.classes_) * len(y)
+        n += len(y)
+    if n:
+        measures["test accuracy"] = f"{correct / n:.4f}"
+        measures["test log-loss"] = f"{log_loss / n:.4f}"
+    measures["passes"] = f"{len(losses)} of {model.max_iter}"
+    measures["samples/s"] = f"{model.t_ / run.seconds:,.0f}"
+    measures["training time"] = _seconds(run.seconds)
+    return measures
 
 
 def _note(args, text: str | None, file=None) -> None:
@@ -478,6 +580,15 @@ def _check_train_options(args) -> None:
     if args.dataset == "loan" and args.test_size is not None:
         raise ValueError("--dataset loan is tested on its three unseen applicants; "
                          "--test-size does not apply.")
+    if args.chunksize and not args.csv:
+        raise ValueError("--chunksize streams a CSV file; none was given.")
+    streamed_out = [option for option, used in (("--compare-sklearn", args.compare_sklearn),
+                                                ("--plot", args.plot),
+                                                ("--early-stopping", args.early_stopping))
+                    if used]
+    if args.chunksize and streamed_out:
+        raise ValueError(f"--chunksize: {', '.join(streamed_out)} need(s) the data in memory; "
+                         "leave out --chunksize (or the option).")
     if args.compare_sklearn and args.shuffle == "replacement":
         raise ValueError("--compare-sklearn: scikit-learn cannot draw samples with "
                          "replacement (--shuffle replacement).")

@@ -7,6 +7,7 @@ column and the line, so the command can show them as one line.
 
 import csv
 import io
+import itertools
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -171,6 +172,36 @@ def read_csv(path, target: str | None = None, fmt: CsvFormat | None = None
         raise ValueError(f"{path}: no feature columns besides the target {target!r}.")
     X, labels = read_columns(path, names, target, fmt)
     return X, labels, names
+
+
+def read_csv_chunks(path, chunksize: int, target: str | None = None,
+                    fmt: CsvFormat | None = None):
+    """:func:`read_csv` a file too large for memory: yields ``(X, label cells, names)`` for
+    each block of ``chunksize`` lines after the header, in file order, with read_csv's checks
+    (a message names the chunk's first line). The labels stay strings: whether they are
+    integers is a question about every chunk (:func:`parse_labels` on their union)."""
+    fmt = sniff_format(path) if fmt is None else fmt
+    header, skip = _header(path, fmt)
+    target = header[-1] if target is None else target
+    column_index(header, target, path)
+    names = [name for name in header if name != target]
+    if not names:
+        raise ValueError(f"{path}: no feature columns besides the target {target!r}.")
+    named = CsvFormat(fmt.delimiter, header=True)
+    header_line = io.StringIO()
+    csv.writer(header_line, delimiter=fmt.delimiter).writerow(header)
+    with _open_text(path) as file:
+        for _ in range(skip):
+            file.readline()
+        line = skip + 1
+        while lines := list(itertools.islice(file, chunksize)):
+            chunk = TextSource(header_line.getvalue() + "".join(lines),
+                               f"{path} (lines {line}-{line + len(lines) - 1}, "
+                               "as its chunk numbers them from 2)")
+            if any(text.strip() for text in lines):
+                X, _ = read_columns(chunk, names, None, named)
+                yield X, read_cells(chunk, target, named), names
+            line += len(lines)
 
 
 def read_header(path, fmt: CsvFormat = CsvFormat()) -> list[str]:

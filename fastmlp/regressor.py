@@ -35,6 +35,8 @@ class FastMLPRegressor(BaseMLP):
     """
 
     _target_kinds = tuple(kind.name for kind in REGRESSION_KINDS)
+    # What the tags say, for libraries that still read it (dask-ml's searches).
+    _estimator_type = "regressor"
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *,

@@ -340,6 +340,9 @@ class _LbfgsProblem:
 
 
 class MLPClassifier(_CompiledLoops, _SklearnMLPClassifier):
+    # What the tags say, for libraries that still read it (dask-ml's searches); scikit-learn
+    # 1.6 stopped setting it.
+    _estimator_type = "classifier"
     _parameter_constraints: dict = {**_SklearnMLPClassifier._parameter_constraints,
                                     "class_weight": [dict, StrOptions({"balanced"}), None]}
 
@@ -391,3 +394,4 @@ MLPClassifier.__doc__ = _SklearnMLPClassifier.__doc__.replace(
 
 class MLPRegressor(_CompiledLoops, _SklearnMLPRegressor):
     __doc__ = _SklearnMLPRegressor.__doc__
+    _estimator_type = "regressor"   # as MLPClassifier's

@@ -10,7 +10,13 @@ See docs/kernels.md for why each exists and what it was measured to buy.
 import hashlib
 from importlib.resources import files
 
+try:
+    import fcntl
+except ImportError:     # Windows: no advisory locks; Numba's atomic file replacement only
+    fcntl = None
+
 from numba import config, njit
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
                                 UserProvidedCacheLocator, UserWideCacheLocator,
                                 ZipCacheLocator)
@@ -57,8 +63,79 @@ class _KernelCacheImpl(CompileResultCacheImpl):
 
 
 class KernelCache(FunctionCache):
-    """Numba's per-function disk cache, fresh only while no module of the package changed."""
+    """Numba's per-function disk cache, fresh only while no module of the package changed,
+    shared safely by processes that start cold together (a cluster's workers, ``fastmlp
+    compile``'s jobs).
+
+    Numba writes each file atomically, but saving an entry reads the function's index, picks
+    a free data file and writes both, so two processes saving at once can leave an index
+    naming the other's code; and each would compile the kernel itself. So two advisory locks:
+    the index's, shared to load and exclusive to save (held for that only), and one per
+    kernel (signature and closure constants), exclusive from a cache miss until the compile
+    ends: the first process compiles, the others wait and load its result. A compile holds
+    its kernel's lock while it takes those of the kernels it calls, never the reverse, so
+    processes cannot wait on one another in a cycle."""
     _impl_class = _KernelCacheImpl
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._compiling = None  # the kernel's lock file while this process compiles it
+
+    def load_overload(self, sig, target_context):
+        if fcntl is None or self._compiling is not None:
+            return self._load(sig, target_context)
+        cres = self._load(sig, target_context)
+        if cres is not None:
+            return cres
+        key = repr(self._index_key(sig, target_context.codegen())).encode()
+        self._compiling = self._lock_file(hashlib.sha256(key).hexdigest()[:16])
+        fcntl.flock(self._compiling, fcntl.LOCK_EX)
+        # Another process may have saved it while this one waited.
+        cres = self._load(sig, target_context)
+        if cres is not None:
+            self.release()
+        return cres
+
+    def save_overload(self, sig, data):
+        if fcntl is None:
+            return super().save_overload(sig, data)
+        with self._lock_file("index") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            super().save_overload(sig, data)
+
+    def release(self) -> None:
+        """End this process's compile, saved or failed: the others may load or compile."""
+        if self._compiling is not None:
+            self._compiling.close()     # closing the file releases its lock
+            self._compiling = None
+
+    def _load(self, sig, target_context):
+        if fcntl is None:
+            return super().load_overload(sig, target_context)
+        with self._lock_file("index") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            return super().load_overload(sig, target_context)
+
+    def _lock_file(self, name: str):
+        self._impl.locator.ensure_cache_path()
+        return open(f"{self._cache_file._index_path}.{name}.lock", "a+b")
+
+
+def _releasing_after_compile(dispatcher):
+    """The dispatcher's ``compile`` (cache lookup, compile on a miss, save), releasing its
+    cache's lock when the outermost call ends, also by an error. Inside Numba's compiler
+    lock, which ``compile`` takes too: one thread of a process at a time holds the lock."""
+    compile_ = dispatcher.compile
+
+    def compile(sig):
+        with global_compiler_lock:
+            outermost = dispatcher._cache._compiling is None
+            try:
+                return compile_(sig)
+            finally:
+                if outermost:
+                    dispatcher._cache.release()
+    return compile
 
 
 def _cached(compile_):
@@ -69,6 +146,7 @@ def _cached(compile_):
         dispatcher = compile_(function)
         if not config.DISABLE_JIT:
             dispatcher._cache = KernelCache(function)
+            dispatcher.compile = _releasing_after_compile(dispatcher)
         return dispatcher
     return decorate
 

@@ -642,3 +642,82 @@ def test_train_warms_up_the_batch_kernel_it_trains_with(tmp_path, monkeypatch):
     assert cli.main(["train", "--batch-size", "64", "--epochs", "2", "--quiet"]) == 0
     warm_up_rows, training_rows = fits
     assert warm_up_rows >= 64 and training_rows == 426
+
+
+# ------------------------------------------------------------------------------ streaming
+
+
+def test_streamed_training_is_partial_fit_over_the_chunks(tmp_path):
+    """--chunksize: each pass over the file is one partial_fit per chunk in file order,
+    exactly the Python loop over pandas' chunks of the same file (a last chunk of 30 rows,
+    three classes, a blank line that the chunk it falls in skips)."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(230, 3))
+    y = np.digitize(X[:, 0] + X[:, 1], [-0.5, 0.5])
+    path = write_csv(tmp_path / "big.csv", [*FEATURES, "kind"],
+                     [[*(repr(float(v)) for v in row), label] for row, label in zip(X, y)])
+    with open(path, "a") as file:
+        file.write("\n")
+    result = run("train", path, "--chunksize", 50, "--test-size", 0, "--no-standardize",
+                 "--epochs", 3, "--hidden", 6, "--seed", 7, "--save", "model.npz",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    streamed = fastmlp.load(tmp_path / "model.npz")
+
+    looped = FastMLP((6,), max_iter=3, random_state=7)
+    assert {name: value for name, value in streamed.get_params().items()
+            if name not in ("hidden_layer_sizes",)} == \
+        {name: value for name, value in looped.get_params().items()
+         if name not in ("hidden_layer_sizes",)}
+    for _ in range(3):
+        for chunk in pd.read_csv(path, chunksize=50):
+            looped.partial_fit(chunk[FEATURES], chunk["kind"], classes=[0, 1, 2])
+    for found, expected in zip([*streamed.coefs_, *streamed.intercepts_],
+                               [*looped.coefs_, *looped.intercepts_], strict=True):
+        np.testing.assert_array_equal(found, expected)
+    assert streamed.loss_curve_ == looped.loss_curve_
+    assert float(summary_value(result.stdout, "train loss (last pass)")) == pytest.approx(
+        np.average(looped.loss_curve_[-5:], weights=[50, 50, 50, 50, 30]), abs=1e-4)
+
+
+def test_streamed_statistics_and_test_rows(tmp_path):
+    """The first pass's mean and standard deviation are numpy's over the training rows; the
+    held-out rows are the same in every pass, disjoint from the training rows, and about
+    --test-size of the file."""
+    from fastmlp import streaming
+
+    X, labels = make_table(n=1000, seed=2)
+    X = X * [1e3, 1, 1] + [1e6, 0, 0]      # a large mean: the merged update stays exact
+    path = write_csv(tmp_path / "big.csv", [*FEATURES, "decision"],
+                     [[*(repr(float(v)) for v in row), label]
+                      for row, label in zip(X, labels)])
+    source = streaming.ChunkedCsv(path, 64, "decision", datasets.sniff_format(path), 0.3, 1)
+    source.survey()
+
+    def rows(test):
+        return [np.concatenate(part) for part in zip(*source.chunks(False, test=test))]
+
+    train, test = rows(False), rows(True)
+    assert len(train[0]) == source.n_train and len(test[0]) == source.n_test
+    assert source.n_train + source.n_test == 1000
+    assert abs(source.n_test - 300) < 5 * np.sqrt(1000 * 0.3 * 0.7)
+    np.testing.assert_allclose(source.mean, train[0].mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(source.scale, train[0].std(axis=0), rtol=1e-10)
+    for again, first in zip(rows(True), test):
+        np.testing.assert_array_equal(again, first)
+    together = np.concatenate([train[0], test[0]])
+    assert len(np.unique(together, axis=0)) == 1000
+    assert sorted(source.classes.tolist()) == ["approve", "reject"]
+    standardised = np.concatenate([X for X, _ in source.chunks(True)])
+    np.testing.assert_allclose(standardised, (train[0] - source.mean) / source.scale)
+
+
+def test_streaming_refuses_what_needs_the_data_in_memory(tmp_path):
+    X, labels = make_table()
+    path = write_csv(tmp_path / "t.csv", [*FEATURES, "decision"],
+                     [[*map(str, row), label] for row, label in zip(X, labels)])
+    assert_one_line_error(run("train", "--chunksize", 10, cwd=tmp_path), "--chunksize",
+                          "CSV")
+    assert_one_line_error(run("train", path, "--chunksize", 10, "--early-stopping",
+                              cwd=tmp_path), "--early-stopping", "in memory")

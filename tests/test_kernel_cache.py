@@ -71,3 +71,73 @@ def test_an_edit_to_an_inlined_helper_recompiles_the_kernel(locator, tmp_path):
     counts, edited = run_forward(root, env)
     assert counts == (0, 1), "an edit to layers.py must recompile forward"
     assert edited != first
+
+
+# forward for the dtype named by argv[1] and for float64, reporting this process's cache hits
+# and misses and the outputs.
+RUN_FORWARD_TWICE = RUN_FORWARD.replace(
+    "params = np.linspace(-1, 1, n_params)\nX = np.linspace(-2, 2, 12).reshape(4, 3)\n"
+    "out = np.empty((4, 2))\n"
+    "predict.forward(params, layout, X, RELU, LOGITS, np.empty(8 * n_units), out)\n",
+    "import sys\nouts = []\nfor dtype in (sys.argv[1], 'float64'):\n"
+    "    params = np.linspace(-1, 1, n_params).astype(dtype)\n"
+    "    X = np.linspace(-2, 2, 12).reshape(4, 3).astype(dtype)\n"
+    "    out = np.empty((4, 2), dtype)\n"
+    "    predict.forward(params, layout, X, RELU, LOGITS, np.empty(8 * n_units, dtype), out)\n"
+    "    outs.append(out)\n").replace("repr(out.tolist())", "repr([o.tolist() for o in outs])")
+
+
+def test_processes_compiling_the_same_kernel_at_once_share_one_cache(tmp_path):
+    """A cluster's workers start cold together: each needs forward (float32 and float64,
+    two signatures of one function, in either order) from the same empty cache at the same
+    time. Each signature is compiled once, by one of them, and loaded by the others; every
+    process computes the right outputs, and a later one loads both signatures."""
+    root = tmp_path / "copy"
+    shutil.copytree(KERNELS, root / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(root), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    assert "float64" in RUN_FORWARD_TWICE and RUN_FORWARD_TWICE != RUN_FORWARD
+
+    def start(dtype):
+        return subprocess.Popen([sys.executable, "-c", RUN_FORWARD_TWICE, dtype], cwd=root,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    dtypes = ("float32", "float64", "float32", "float64")
+    runs = [start(dtype) for dtype in dtypes]
+    results, compiles = {}, 0
+    for dtype, run in zip(dtypes, runs):
+        stdout, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+        counts, outputs = stdout.splitlines()[-2:]
+        hits, misses = map(int, counts.split())
+        assert hits + misses == len({dtype, "float64"})
+        compiles += misses
+        results.setdefault(dtype, set()).add(outputs)
+    assert compiles == 2, "each signature compiled by one process only"
+    assert all(len(outputs) == 1 for outputs in results.values())
+
+    later = subprocess.run([sys.executable, "-c", RUN_FORWARD_TWICE, "float32"], cwd=root,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert later.returncode == 0, later.stderr
+    counts, outputs = later.stdout.splitlines()[-2:]
+    assert tuple(map(int, counts.split())) == (2, 0), "both signatures must load from the cache"
+    assert {outputs} == results["float32"]
+
+
+def test_a_failed_compile_leaves_the_cache_unlocked():
+    """A compile that raises (here, arguments the kernel cannot type) must release its
+    kernel's lock, or every other process wanting that kernel would wait forever."""
+    import fcntl
+
+    from numba.core.errors import TypingError
+
+    from fastmlp.kernels import predict
+
+    with pytest.raises(TypingError):
+        predict.forward("not", "arrays", None, 1, 2, None, None)
+    cache = predict.forward._cache
+    assert cache._compiling is None
+    for lock_path in Path(cache.cache_path).glob("predict.forward-*.lock"):
+        with open(lock_path, "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)    # raises if still held
