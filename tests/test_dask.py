@@ -48,6 +48,8 @@ def regression(n: int = 90, seed: int = 0):
 # one, plain SGD, scikit-learn's other defaults).
 ESTIMATORS = {
     "FastMLP": (fastmlp.FastMLP((16,), max_iter=4, random_state=0), classification),
+    "FastMLPRegressor": (fastmlp.FastMLPRegressor((16,), max_iter=4, learning_rate_init=1e-3,
+                                                  random_state=0), regression),
     "MLPClassifier": (fastmlp.MLPClassifier(hidden_layer_sizes=(16,), solver="sgd",
                                             batch_size=1, max_iter=4, random_state=0),
                       classification),
@@ -194,11 +196,11 @@ def test_parallel_post_fit_predicts_block_by_block(name, client):
         np.testing.assert_array_equal(proba.compute(), fitted.predict_proba(X))
 
 
-@pytest.mark.parametrize("name", ["FastMLP", "MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("name", ESTIMATORS)
 def test_the_estimator_type_is_named_both_ways(name):
     """dask-ml reads ``_estimator_type`` (its searches' own property), scikit-learn the tags."""
     estimator, _ = ESTIMATORS[name]
-    kind = "classifier" if name != "MLPRegressor" else "regressor"
+    kind = "regressor" if "Regressor" in name else "classifier"
     assert estimator._estimator_type == kind
     assert estimator.__sklearn_tags__().estimator_type == kind
     with warnings.catch_warnings():
