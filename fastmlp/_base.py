@@ -336,7 +336,25 @@ class BaseMLP:
         if target_weights is not None:
             sample_weight = target_weights if sample_weight is None else \
                 sample_weight * target_weights
-        return check_training_weights(sample_weight, dtype)
+        weights = check_training_weights(sample_weight, dtype)
+        self._warn_if_weights_cancel(weights)
+        return weights
+
+    def _warn_if_weights_cancel(self, weights) -> None:
+        """Say so when unequal weights cannot change training: scikit-learn's weighted mean per
+        batch makes a single sample's weight cancel but in the L2 penalty, so per-sample SGD
+        or Adam without ``alpha`` trains as unweighted (zero weights still leave samples out)."""
+        if weights is None or self.alpha != 0 or not OPTIMIZER_BY_NAME[self.solver].stochastic:
+            return
+        if self.batch_size != 1:
+            return
+        kept = weights[weights != 0]
+        if kept.size and kept.min() != kept.max():
+            warnings.warn("sample_weight and class_weight have no effect with batch_size=1 and "
+                          "alpha=0: each step is one sample's weighted mean, in which its weight "
+                          "cancels (scikit-learn's semantics; zero weights still leave samples "
+                          "out). Train in mini-batches (batch_size > 1) for weights to matter.",
+                          UserWarning, stacklevel=5)
 
     def _target_weights(self, y, targets: dict, incremental: bool):
         """Weights of the rows for their targets (None: all alike); see _training_weights."""

@@ -26,8 +26,12 @@ COMMON_CONFIGURATIONS = (
     {"batch_size": 32},
     {"batch_size": 32, "momentum": 0.9, "alpha": 1e-4},
     {"solver": "lbfgs"},
+    {"solver": "adam"},
+    # scikit-learn's defaults (MLPClassifier and MLPRegressor train on the same kernels).
+    {"solver": "adam", "batch_size": 200, "alpha": 1e-4},
 )
-TARGETS = ("binary", "multiclass")
+# Classifiers' targets, and real values (FastMLPRegressor's squared error).
+TARGETS = ("binary", "multiclass", "continuous")
 DTYPES = ("float64", "float32")
 # Enough rows for a batch of 32 to take its own (BLAS) path.
 ROWS = 64
@@ -44,15 +48,19 @@ def warm_up_one(params: dict, target: str, dtype: str) -> float:
     """Train and predict a tiny model of one configuration; returns the seconds it took
     (compiling, or loading from the disk cache, its kernels)."""
     from .classifier import FastMLP
+    from .regressor import FastMLPRegressor
 
     start = time.perf_counter()
     rng = np.random.default_rng(0)
     X = rng.normal(size=(ROWS, 4)).astype(dtype)
-    y = np.arange(ROWS) % (2 if target == "binary" else 5)
+    if target == "continuous":
+        estimator, y = FastMLPRegressor, X.sum(axis=1)
+    else:
+        estimator, y = FastMLP, np.arange(ROWS) % (2 if target == "binary" else 5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # what two epochs on random rows learn is not news
-        model = FastMLP(**{"hidden_layer_sizes": (8,), "max_iter": 2, **params}).fit(X, y)
-        model.predict_proba(X)
+        model = estimator(**{"hidden_layer_sizes": (8,), "max_iter": 2, **params}).fit(X, y)
+        model.predict(X)
     return time.perf_counter() - start
 
 

@@ -8,6 +8,7 @@ See docs/kernels.md for why each exists and what it was measured to buy.
 """
 
 import hashlib
+import pickle
 from importlib.resources import files
 
 try:
@@ -96,6 +97,18 @@ class KernelCache(FunctionCache):
             self.release()
         return cres
 
+    def _index_key(self, sig, codegen):
+        """Numba's key, with the closure's cells hashed by _closure_bytes: Numba pickles a
+        captured dispatcher with a per-process id, so a kernel closing over another (the
+        per-sample kernels over their shared upper layers) would miss the cache in every new
+        process."""
+        key = super()._index_key(sig, codegen)
+        closure = self._py_func.__closure__
+        if closure is None:
+            return key
+        code_hash, _ = key[2]
+        return (*key[:2], (code_hash, hashlib.sha256(_closure_bytes(closure)).hexdigest()))
+
     def save_overload(self, sig, data):
         if fcntl is None:
             return super().save_overload(sig, data)
@@ -119,6 +132,21 @@ class KernelCache(FunctionCache):
     def _lock_file(self, name: str):
         self._impl.locator.ensure_cache_path()
         return open(f"{self._cache_file._index_path}.{name}.lock", "a+b")
+
+
+def _closure_bytes(closure) -> bytes:
+    """A closure's cells as bytes that every process makes alike: a captured dispatcher as its
+    function's name, bytecode and (recursively) closure; anything else pickled."""
+    cells = []
+    for cell in closure:
+        value = cell.cell_contents
+        function = getattr(value, "py_func", None)
+        if function is not None:
+            value = ("dispatcher", function.__module__, function.__qualname__,
+                     function.__code__.co_code,
+                     _closure_bytes(function.__closure__) if function.__closure__ else b"")
+        cells.append(value)
+    return pickle.dumps(tuple(cells), protocol=4)
 
 
 def _releasing_after_compile(dispatcher):

@@ -392,3 +392,23 @@ def test_early_stopping_refuses_held_out_rows_of_zero_weight():
     with pytest.raises(ValueError, match="Every sample that early stopping keeps for"):
         FastMLP(3, early_stopping=True, validation_fraction=0.5, random_state=45).fit(
             X, y, sample_weight=w)
+
+
+@pytest.mark.parametrize("weights", ["sample_weight", "class_weight"])
+def test_weights_that_cannot_matter_are_named(weights):
+    """Per-sample steps without a penalty cancel every weight (scikit-learn's weighted mean
+    per batch): the fit says so rather than silently train as unweighted."""
+    X, y = make_labels("binary", 40, seed=30)
+    w = np.linspace(1.0, 3.0, 40)
+    params = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    given = dict(class_weight="balanced") if weights == "class_weight" else {}
+    sample_weight = w if weights == "sample_weight" else None
+    y = np.where(np.arange(40) < 30, 0, 1) if weights == "class_weight" else y
+    with pytest.warns(UserWarning, match="no effect with batch_size=1 and alpha=0"):
+        fit_quietly(FastMLP(**params, **given), X, y, sample_weight=sample_weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for settings in (dict(alpha=1e-3), dict(batch_size=4)):
+            fit_quietly(FastMLP(**params, **given, **settings), X, y,
+                        sample_weight=sample_weight)
+        fit_quietly(FastMLP(**params), X, y, sample_weight=np.full(40, 2.0))   # all alike
