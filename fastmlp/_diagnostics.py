@@ -149,7 +149,9 @@ class _Statistics:
         backend = est.backend if X.shape[0] * weights >= COMPILED_FROM_MACS else "numpy"
         layers = [_one_layer(est, layer, backend) for layer in range(len(est._layout))]
         stats = cls(est, X, Y)
-        with _one_blas_thread(backend):
+        # Huge features overflow the NumPy products as they do the kernels: the statistics
+        # take the infinities, and the fit has already said what diverged.
+        with _one_blas_thread(backend), np.errstate(over="ignore", invalid="ignore"):
             for start in range(0, X.shape[0], CHUNK_ROWS):
                 stats._add(layers, X[start:start + CHUNK_ROWS], Y[start:start + CHUNK_ROWS])
         return stats
@@ -197,8 +199,10 @@ class _Statistics:
     def unscaled(self) -> bool:
         """Whether some feature's root mean square is off the standardised scale: asked only
         about a model found useless, so it reads X again rather than slow every check."""
-        sum_squares = sum(np.square(block, dtype=np.float64).sum(axis=0)
-                          for _, block in dense_blocks(self.X, CHUNK_ROWS))
+        # Features past 1e154 square to inf: unscaled, which is the answer, not a warning.
+        with np.errstate(over="ignore"):
+            sum_squares = sum(np.square(block, dtype=np.float64).sum(axis=0)
+                              for _, block in dense_blocks(self.X, CHUNK_ROWS))
         return bool(np.sqrt(sum_squares.max() / self.n) > UNSCALED_RMS)
 
     def constant_outputs(self) -> bool:

@@ -158,7 +158,7 @@ class FastMLPRegressor(BaseMLP):
                     transformer_tags=None,
                     regressor_tags=RegressorTags(),
                     classifier_tags=None,
-                    input_tags=InputTags(allow_nan=False, sparse=False))
+                    input_tags=InputTags(allow_nan=False, sparse=True))
 
 
 def r2_score(y, y_pred, sample_weight=None) -> float:

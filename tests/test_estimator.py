@@ -57,8 +57,9 @@ def expected_failed_checks(estimator) -> dict:
       (but in the L2 penalty), so class weights cannot tilt a per-sample fit."""
     if estimator.solver == "lbfgs":
         return {}
-    return {"check_sample_weight_equivalence_on_dense_data":
-            "stochastic descent steps per batch: a repeated row is not a weight of 2",
+    repeated_rows = "stochastic descent steps per batch: a repeated row is not a weight of 2"
+    return {"check_sample_weight_equivalence_on_dense_data": repeated_rows,
+            "check_sample_weight_equivalence_on_sparse_data": repeated_rows,
             "check_class_weight_classifiers":
             "weights act within each batch only, and cancel in batches of one sample"}
 
