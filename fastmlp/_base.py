@@ -14,6 +14,7 @@ import functools
 import inspect
 import math
 import os
+import time
 import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -30,11 +31,13 @@ from .initialization import initialize
 from .kernels import codes
 from .kernels.layout import aligned_copy, is_aligned, make_layout, unpack
 from .kernels.batches import steps_in_epoch
-from .kernels.registry import (ACTIVATION_BY_NAME, OPTIMIZER_BY_NAME, OUTPUT_BY_NAME,
-                               TARGET_KIND_BY_NAME, optimizer_code)
+from .kernels.registry import (ACTIVATION_BY_NAME, LEARNING_RATE_SCHEDULES, OPTIMIZER_BY_NAME,
+                               OUTPUT_BY_NAME, TARGET_KIND_BY_NAME, optimizer_code)
 
-# The adaptive schedule stops training once the learning rate is this small (scikit-learn's).
-_SMALLEST_ADAPTIVE_RATE = 1e-6
+# A call of many epochs (see BaseMLP._epochs_runner) runs for about this long, so that an
+# interrupt (Ctrl-C) takes effect within 0.1 s; and draws at most this many random numbers.
+EPOCHS_CALL_SECONDS = 0.05
+_EPOCHS_CALL_DRAWS = 1 << 20
 
 # Below this many rows prediction runs in the calling thread: starting workers costs more.
 _PARALLEL_ROWS = 20_000
@@ -66,6 +69,15 @@ def _kernels(name: str, X):
     return SparseKernels(_backend(name))
 
 
+@functools.cache
+def _param_names(init) -> tuple[str, ...]:
+    """The constructor parameters of an ``__init__``, sorted: read once per class (a
+    signature costs about 0.2 ms, and clone and GridSearchCV ask for it with every fit)."""
+    signature = inspect.signature(init)
+    return tuple(sorted(p.name for p in signature.parameters.values()
+                        if p.name != "self" and p.kind != p.VAR_KEYWORD))
+
+
 def _make_rng(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
@@ -76,26 +88,18 @@ def _make_rng(random_state) -> np.random.Generator:
 
 def _overflow_bound(layout, activation: str, x_abs_max: float, dtype):
     """A cheap test that the network's forward pass on the training data X (of ``dtype``,
-    largest |feature| ``x_abs_max``) cannot overflow: ``cannot_overflow(params)`` bounds the
-    outputs from the largest |weight or bias| w, in one pass over the weights instead of one
-    over the data. A layer's pre-activations are at most fan_in * w * (its largest |input|)
-    + w, logistic and tanh units at most 1; keeping the bound below a quarter of the dtype's
-    largest float leaves room for rounding. When the test cannot promise, the caller runs
-    the forward pass itself."""
-    fan_ins = [int(fan_in) for fan_in in layout[:, codes.FAN_IN]]
-    squashing = ACTIVATION_BY_NAME[activation].bounded
-    limit = float(np.finfo(dtype).max) / 4
+    largest |feature| ``x_abs_max``) cannot overflow: ``cannot_overflow(params)`` (see
+    kernels.epochs.cannot_overflow, whose ``bound`` is ``cannot_overflow.bound``) bounds the
+    outputs in one pass over the weights instead of one over the data. When the test cannot
+    promise, the caller runs the forward pass itself."""
+    from .kernels.epochs import cannot_overflow as compiled    # imports Numba: when training
+    # A quarter of the dtype's largest float leaves room for rounding.
+    bound = (float(x_abs_max), float(np.finfo(dtype).max) / 4,
+             ACTIVATION_BY_NAME[activation].bounded)
 
     def cannot_overflow(params) -> bool:
-        w = float(np.abs(params).max())     # NaN when any weight is, and then the bound
-        bound = x_abs_max
-        for layer, fan_in in enumerate(fan_ins):
-            if layer and squashing:
-                bound = 1.0
-            bound = fan_in * w * bound + w
-            if not bound <= limit:      # also when the bound is NaN or inf
-                return False
-        return True
+        return compiled(params, layout, bound)
+    cannot_overflow.bound = bound
     return cannot_overflow
 
 
@@ -195,9 +199,7 @@ class BaseMLP:
 
     @classmethod
     def _get_param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return sorted(p.name for p in signature.parameters.values()
-                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+        return list(_param_names(cls.__init__))
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._get_param_names()}
@@ -418,10 +420,26 @@ class BaseMLP:
         checkpoint = _Checkpoint(self)
         cannot_overflow = _overflow_bound(self._layout, self.activation, x_abs_max, X.dtype)
         bar = self._progress_bar(n_epochs) if self.verbose and not incremental else None
+        # Without Python to run between epochs, many run in one compiled call.
+        run_epochs = None if validation is not None or self.verbose or incremental else \
+            self._epochs_runner(X, Y, sample_weight, train_rows, cannot_overflow.bound)
         stopped, problem = False, None
+        epoch = 0
         with _discarding_interrupted_step(checkpoint, bar):
-            for _ in range(n_epochs):
+            while epoch < n_epochs:
                 checkpoint.save()
+                if run_epochs is not None:
+                    ran, stopped = run_epochs(n_epochs - epoch)
+                    if ran is None:     # an epoch the front checks with more care: redo
+                        checkpoint.roll_back()
+                        run_epochs = None
+                        continue
+                    checkpoint.commit()
+                    epoch += ran
+                    if stopped:
+                        break
+                    continue
+                epoch += 1
                 loss = run_epoch(self._epoch_order(train_rows))
                 problem = self._divergence(loss, X, cannot_overflow)
                 if problem is not None:
@@ -537,27 +555,91 @@ class BaseMLP:
         order and returns the epoch's mean loss (rows weighted by ``sample_weight`` unless
         None)."""
         kernels = _kernels(self.backend, X)
-        batch = n if self.batch_size == "full" else min(int(self.batch_size), n)
-        alpha = self._dtype.type(self.alpha)
-        hidden, output = ACTIVATION_BY_NAME[self.activation].code, self._output_code
-        self._align_params()
-        params, layout = self._params, self._layout
-        grad = np.empty_like(params)
-        scratch = np.empty(2 * self._n_units, dtype=self._dtype)
+        k = self._kernel_arguments(n)
         optimizer = self._optimizer
-        solver = OPTIMIZER_BY_NAME[self.solver]
-        code = optimizer_code(self.solver, self.momentum, bool(self.nesterovs_momentum))
-        state = tuple(optimizer.buffers[name] for name in solver.buffers)
-        settings = tuple(float(getattr(self, name)) for name in solver.hyperparameters)
 
         def run_epoch(order) -> float:
-            hyper = (optimizer.learning_rate, *settings)     # the schedule's rate, this epoch
-            loss = float(kernels.sgd_epoch(params, state, grad, layout, X, Y, sample_weight,
-                                           order, batch, code, hyper, optimizer.steps, alpha,
-                                           hidden, output, scratch))
-            optimizer.steps += steps_in_epoch(order, batch, sample_weight)
+            hyper = (optimizer.learning_rate, *k.settings)   # the schedule's rate, this epoch
+            loss = float(kernels.sgd_epoch(k.params, k.state, k.grad, k.layout, X, Y,
+                                           sample_weight, order, k.batch, k.optimizer, hyper,
+                                           optimizer.steps, k.alpha, k.hidden, k.output,
+                                           k.scratch))
+            optimizer.steps += steps_in_epoch(order, k.batch, sample_weight)
             return loss
         return run_epoch
+
+    def _kernel_arguments(self, n: int) -> types.SimpleNamespace:
+        """What the epoch kernels take for ``n`` training rows, but the data and the
+        optimizer's step count and learning rate, which change as training goes."""
+        self._align_params()
+        solver = OPTIMIZER_BY_NAME[self.solver]
+        params = self._params
+        return types.SimpleNamespace(
+            batch=n if self.batch_size == "full" else min(int(self.batch_size), n),
+            alpha=self._dtype.type(self.alpha),
+            hidden=ACTIVATION_BY_NAME[self.activation].code, output=self._output_code,
+            params=params, layout=self._layout, grad=np.empty_like(params),
+            scratch=np.empty(2 * self._n_units, dtype=self._dtype),
+            optimizer=optimizer_code(self.solver, self.momentum, bool(self.nesterovs_momentum)),
+            state=tuple(self._optimizer.buffers[name] for name in solver.buffers),
+            settings=tuple(float(getattr(self, name)) for name in solver.hyperparameters))
+
+    def _epochs_runner(self, X, Y, sample_weight, rows: np.ndarray, bound: tuple):
+        """A function ``run_epochs(most)`` that trains up to ``most`` epochs over ``rows`` in
+        one compiled call (kernels.epochs), as many as run in about EPOCHS_CALL_SECONDS, books
+        them as ``_record_epoch`` does, and returns ``(epochs run, whether the stopping rule
+        ended training)``, or ``(None, False)`` when the call's epochs must be redone one at a
+        time (the caller rolls back); ``bound`` is _overflow_bound's. None where that path does
+        not apply: the NumPy backend,
+        sparse X, sample weights, sampling with replacement or a random generator whose
+        draws it cannot split into epochs."""
+        from .kernels.shuffle import RAW_64_BITS
+        rng = self._rng
+        if self.backend == "numpy" or not isinstance(X, np.ndarray) or \
+                sample_weight is not None or self.shuffle == "replacement" or \
+                (self.shuffle and type(rng.bit_generator) not in RAW_64_BITS):
+            return None
+        from .kernels import dispatch
+        from .kernels.epochs import REDO, STOPPED
+        n = len(rows)
+        k = self._kernel_arguments(n)
+        optimizer = self._optimizer
+        schedule = LEARNING_RATE_SCHEDULES.index(self.learning_rate) \
+            if OPTIMIZER_BY_NAME[self.solver].schedules else codes.CONSTANT_RATE
+        order = np.empty_like(rows)
+        # kernels.shuffle's draws for an epoch: 32-bit halves of (n + 33) // 2 raw draws.
+        raw_per_epoch = (n + 33) // 2 if self.shuffle else 0
+        most_epochs = max(1, _EPOCHS_CALL_DRAWS // max(raw_per_epoch, 1))
+        seconds_per_epoch = None
+
+        def run_epochs(most: int):
+            nonlocal seconds_per_epoch
+            epochs = 1 if seconds_per_epoch is None else \
+                max(1, min(most, most_epochs, int(EPOCHS_CALL_SECONDS / seconds_per_epoch)))
+            start = rng.bit_generator.state
+            draws = rng.bit_generator.random_raw(epochs * raw_per_epoch).view(np.uint32)
+            losses = np.empty(epochs)
+            began = time.perf_counter()
+            ran, status, steps, lr, t, best, count = dispatch.sgd_epochs(
+                k.params, k.state, k.grad, k.layout, X, Y, rows, order, draws,
+                2 * raw_per_epoch, k.batch, k.optimizer, k.settings, optimizer.steps, k.alpha,
+                k.hidden, k.output, k.scratch, losses,
+                (optimizer.learning_rate, schedule, float(self.learning_rate_init),
+                 float(self.power_t), self.t_),
+                (float(self.tol), float(self.n_iter_no_change), float(self.best_loss_),
+                 self._no_improvement_count), bound)
+            seconds_per_epoch = max(time.perf_counter() - began, 1e-9) / max(ran, 1)
+            if status == REDO:
+                return None, False
+            if ran < epochs and raw_per_epoch:
+                rng.bit_generator.state = start     # the draws of the epochs run only
+                rng.bit_generator.random_raw(ran * raw_per_epoch)
+            self.loss_curve_.extend(losses[:ran].tolist())
+            self.n_iter_ += ran
+            vars(self).update(t_=t, best_loss_=best, _no_improvement_count=count)
+            optimizer.learning_rate, optimizer.steps = lr, steps
+            return ran, status == STOPPED
+        return run_epochs
 
     def _align_params(self) -> None:
         if not is_aligned(self._params):
@@ -618,7 +700,7 @@ class BaseMLP:
         and count afresh, unless it is already too small. Returns whether training goes on."""
         optimizer = self._optimizer
         if self.learning_rate != "adaptive" or not OPTIMIZER_BY_NAME[self.solver].schedules or \
-                optimizer.learning_rate <= _SMALLEST_ADAPTIVE_RATE:
+                optimizer.learning_rate <= codes.SMALLEST_ADAPTIVE_RATE:
             return False
         optimizer.learning_rate /= 5.0
         self._no_improvement_count = 0

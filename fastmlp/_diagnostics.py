@@ -43,6 +43,8 @@ CHUNK_ROWS = 8192
 # compiled one would make a first fit compile the prediction kernel (seconds) to save
 # milliseconds.
 COMPILED_FROM_MACS = 10**8
+# Rows of the sample that can clear a model before the full pass (see training_problem).
+WITNESS_ROWS = 256
 # A slope this small scales the gradient that reaches a unit to nothing; the |pre-activation|
 # beyond which a unit's slope is smaller: logistic e^-|z| / (1 + e^-|z|)^2 ~ e^-|z|, tanh
 # 4 / (e^z + e^-z)^2 ~ 4 e^-2|z|.
@@ -68,6 +70,15 @@ def training_problem(est, X: np.ndarray, Y: np.ndarray) -> str | None:
     """What makes the fitted ``est`` useless on ``(X, Y)``, with its cause and fix, or None.
     A dead or saturated layer is named as the cause only of a useless model: a saturated
     layer still passes its units' signs on, and the layers after it can learn from them."""
+    stopped = est._no_improvement_count > est.n_iter_no_change
+    if not stopped and X.shape[0] > WITNESS_ROWS:
+        # A unit alive or an output that varies on some rows clears the model for all rows:
+        # a spread-out sample of rows usually proves it, at a fraction of the full pass
+        # (which otherwise held the GIL for a fifth of a small fit run in a thread pool).
+        step = -(-X.shape[0] // WITNESS_ROWS)
+        witness = _Statistics.of(est, X[::step], Y[::step])
+        if _first(witness.alive) is None and not witness.constant_outputs():
+            return None
     stats = _Statistics.of(est, X, Y)
     name = type(est).__name__
     lr = f"learning_rate_init (now {est.learning_rate_init})"
@@ -79,7 +90,6 @@ def training_problem(est, X: np.ndarray, Y: np.ndarray) -> str | None:
     because = "" if not saturated else (
         f": every {est.activation} unit of hidden layer {saturated} is saturated on every "
         "training sample, so no gradient reaches it or the layers before it")
-    stopped = est._no_improvement_count > est.n_iter_no_change
     if dead:
         cause = "large unscaled features" if stats.unscaled() else "too large a learning rate"
         problem = (f"{name}: every ReLU unit of hidden layer {dead} is inactive (<= 0) on "

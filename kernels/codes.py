@@ -27,6 +27,14 @@ MOMENTUM = 1
 NESTEROV = 2
 ADAM = 3
 
+# scikit-learn's learning-rate schedules for SGD, in the order of
+# registry.LEARNING_RATE_SCHEDULES; the adaptive one stops training once the rate is
+# SMALLEST_ADAPTIVE_RATE or less (scikit-learn's).
+CONSTANT_RATE = 0
+INVSCALING = 1
+ADAPTIVE = 2
+SMALLEST_ADAPTIVE_RATE = 1e-6
+
 # Columns of the int64 ``layout`` table, one row per layer. Weights of a layer are the
 # (fan_in, fan_out) row-major block params[W_OFF:B_OFF]; its biases params[B_OFF:B_OFF+fan_out].
 # UNIT_OFF is where the layer's units start in the activation and delta scratch vectors.

@@ -9,6 +9,7 @@ import numpy as np
 
 from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, UNIT_OFF
 from .csr import DenseKernels, in_dense_groups, trains_sparse
+from .epochs import epochs_kernel
 from .layers import NARROW
 from .losses import TRAINED_OUTPUTS
 from .minibatch import batch_gradient as streamed_batch_gradient
@@ -18,8 +19,8 @@ from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
 from .sparse import sparse_per_sample_kernel
 
-__all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sparse_sgd_epoch",
-           "use_blas"]
+__all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sgd_epochs",
+           "sparse_sgd_epoch", "use_blas"]
 
 
 def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size, optimizer,
@@ -64,6 +65,33 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
                                      batch_size, optimizer, hyper, steps, alpha,
                                      hidden_activation, output_activation, scratch, work)
     return total / order.size
+
+
+def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch_size,
+               optimizer, settings, steps, alpha, hidden_activation, output_activation, scratch,
+               losses, schedule, stopping, bound):
+    """Up to ``losses.size`` unweighted epochs of sgd_epoch over the rows ``rows`` of a dense
+    X in one call, with the front's shuffle, divergence test, stopping rule and schedule:
+    see kernels.epochs.epochs_kernel for the arguments and what it returns. The same kernels
+    as sgd_epoch's run each epoch."""
+    _check_trained_output(output_activation)
+    if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
+        shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
+        epochs = epochs_kernel(per_sample_kernel(hidden_activation, output_activation,
+                                                 shallow, optimizer), True)
+        return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y, rows,
+                      order, draws, n_draws, 1, optimizer, settings, steps,
+                      alpha if alpha != 0 else None, hidden_activation, output_activation,
+                      scratch, None, losses, schedule, stopping, bound)
+    batch = min(batch_size, rows.size)
+    work = None
+    if use_blas(layout, batch):
+        work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
+    with _blas_threads_for(layout, batch):
+        return epochs_kernel(minibatch_epoch, False)(
+            params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch, optimizer,
+            settings, steps, alpha, hidden_activation, output_activation, scratch, work, losses,
+            schedule, stopping, bound)
 
 
 def _check_trained_output(output_activation: int) -> None:

@@ -123,3 +123,12 @@ def assert_same_weights(actual: list, expected: list) -> None:
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected):
         np.testing.assert_array_equal(got, want)
+
+
+def one_epoch_per_call(monkeypatch) -> None:
+    """Train one epoch per kernel call, with the front's Python between epochs: the loop that
+    verbose, early stopping and partial_fit take (and every fit, before the compiled loop of
+    kernels.epochs). Tests that watch that loop's steps pin it with this."""
+    import fastmlp._base
+    monkeypatch.setattr(fastmlp._base.BaseMLP, "_epochs_runner", lambda *args, **kwargs: None)
+

@@ -16,7 +16,7 @@ import pandas
 import pytest
 import scipy.sparse
 from conftest import (BACKENDS, assert_relative_close, assert_same_weights, make_labels,
-                      weights)
+                      one_epoch_per_call, weights)
 
 import fastmlp._base
 from fastmlp import FastMLP
@@ -49,6 +49,7 @@ def forbid_training(monkeypatch) -> None:
         raise AssertionError("training started before the input was checked")
     for module in BACKENDS.values():
         monkeypatch.setattr(module, "sgd_epoch", refuse)
+    monkeypatch.setattr(BACKENDS["numba"], "sgd_epochs", refuse)
 
 
 @pytest.fixture
@@ -613,6 +614,7 @@ def test_interrupted_fit_is_the_fit_of_its_completed_epochs(monkeypatch, backend
     X, y = make_labels("multiclass", N_SAMPLES, seed=67)
     settings = interrupt_settings(backend, solver)
     with monkeypatch.context() as patch:
+        one_epoch_per_call(patch)
         interrupt_on_call(patch, owner, name, call=3, before=before)
         model = FastMLP(max_iter=10, **settings)
         with pytest.raises(KeyboardInterrupt):
@@ -647,6 +649,7 @@ def test_interrupt_in_the_first_epoch_leaves_the_starting_weights(monkeypatch):
     model = fit_quietly(FastMLP(hidden_layer_sizes=(2,), max_iter=2, random_state=0), X, y)
     model.set_params(hidden_layer_sizes=(5,), init=init)
     with monkeypatch.context() as patch:
+        one_epoch_per_call(patch)
         interrupt_on_call(patch, BACKENDS["numba"], "sgd_epoch", call=1)
         with pytest.raises(KeyboardInterrupt):
             model.fit(X, y)

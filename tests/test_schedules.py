@@ -6,7 +6,8 @@ import json
 import warnings
 
 import pytest
-from conftest import BACKENDS, assert_relative_close, assert_same_weights, make_labels
+from conftest import (BACKENDS, assert_relative_close, assert_same_weights, make_labels,
+                      one_epoch_per_call)
 from test_persistence import metadata_of, rewrite
 from test_reliability import interrupt_on_call
 from test_sklearn_oracle import (N_SAMPLES, RTOL, assert_same_model, starting_weights,
@@ -114,6 +115,7 @@ def test_partial_fit_continues_the_schedule_and_fit_restarts_it():
     model.set_params(warm_start=True, max_iter=1)
     first_rate = []
     with pytest.MonkeyPatch.context() as patch:
+        one_epoch_per_call(patch)
         real = fastmlp.kernels.dispatch.sgd_epoch
 
         def spy(*args):
@@ -131,6 +133,7 @@ def test_interrupt_restores_the_learning_rate(monkeypatch, schedule):
     X, y = make_labels("multiclass", N_SAMPLES, seed=86)
     params = dict(schedule_settings(schedule, 0.5, 4), random_state=0)
     with monkeypatch.context() as patch:
+        one_epoch_per_call(patch)
         interrupt_on_call(patch, FastMLP, "_record_epoch", call=6)
         model = FastMLP(**dict(params, max_iter=20))
         with pytest.raises(KeyboardInterrupt):
