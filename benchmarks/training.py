@@ -5,6 +5,8 @@ import tracemalloc
 
 import numpy as np
 
+from fastmlp import FastMLP
+
 from ._shared import (BATCH_SIZES, DTYPES, SHAPE_NAMES, SHAPES, Epochs, Shape, fastmlp_epochs,
                       fastmlp_model, make_data, make_large_data, quiet_warnings, warm_up)
 
@@ -40,6 +42,8 @@ class CallOverhead:
         X = make_data(2, 3, dtype)[0]
         self.epochs = Epochs.primed(fastmlp_model(SHAPES["3-5-1"]), X, np.array([0, 1]))
         self.one_row = X[:1]
+        X, y = make_data(10, 3, dtype)
+        self.ten_rows = Epochs.primed(fastmlp_model(SHAPES["3-5-1"]), X, y)
 
     def time_partial_fit_two_samples(self, dtype):
         self.epochs.run()
@@ -49,6 +53,30 @@ class CallOverhead:
 
     def time_predict_proba_one_row(self, dtype):
         self.epochs.model.predict_proba(self.one_row)
+
+    def time_partial_fit_ten_rows(self, dtype):
+        self.ten_rows.run()
+
+
+class TinyFit:
+    """The README's loan example once its kernels are compiled: ``fit`` of the 10 x 3 table,
+    1,000 epochs at most (``tol=0``), per-sample and full-batch. Issue 19's target is <= 2 ms
+    each."""
+
+    params = [[1, "full"]]
+    param_names = ["batch_size"]
+
+    def setup(self, batch_size):
+        from fastmlp.datasets import load_loan
+        quiet_warnings()
+        self.X, self.y, _ = load_loan()
+        self.model = FastMLP(hidden_layer_sizes=(5,), batch_size=batch_size,
+                             learning_rate_init=0.1, max_iter=1000, tol=0, init="normal",
+                             random_state=0)
+        self.model.fit(self.X, self.y)
+
+    def time_fit(self, batch_size):
+        self.model.fit(self.X, self.y)
 
 
 class FitMemory:

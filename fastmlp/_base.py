@@ -78,6 +78,18 @@ def _param_names(init) -> tuple[str, ...]:
                         if p.name != "self" and p.kind != p.VAR_KEYWORD))
 
 
+# The public attributes that are views of the flat buffer (see BaseMLP._publish).
+_WEIGHT_VIEWS = ("coefs_", "intercepts_")
+
+
+def _network_attributes(params, layout, out_activation: str) -> dict:
+    """The public attributes that describe a network: its weights (views of ``params``), its
+    layer and output counts and its output activation's name."""
+    coefs, intercepts = unpack(params, layout)
+    return dict(coefs_=coefs, intercepts_=intercepts, n_layers_=len(layout) + 1,
+                n_outputs_=int(layout[-1, codes.FAN_OUT]), out_activation_=out_activation)
+
+
 def _make_rng(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
@@ -234,30 +246,30 @@ class BaseMLP:
                                    "Call 'fit' with appropriate arguments before using this "
                                    "estimator.")
 
-    @property
-    def coefs_(self) -> list[np.ndarray]:
-        self._check_fitted()
-        return unpack(self._params, self._layout)[0]
+    # coefs_, intercepts_, n_layers_, n_outputs_ and out_activation_ are plain instance
+    # attributes, as scikit-learn's (dask-ml copies an estimator's fitted attributes from its
+    # __dict__); the first two are views of the flat buffer, set by _publish whenever the
+    # buffer is replaced.
 
-    @property
-    def intercepts_(self) -> list[np.ndarray]:
-        self._check_fitted()
-        return unpack(self._params, self._layout)[1]
+    def _publish(self) -> None:
+        """Set the public attributes that describe the network from its training state."""
+        vars(self).update(_network_attributes(self._params, self._layout, self._out_activation))
 
-    @property
-    def n_layers_(self) -> int:
-        self._check_fitted()
-        return len(self._layout) + 1
+    def __setattr__(self, name: str, value) -> None:
+        if name in _WEIGHT_VIEWS:
+            raise AttributeError(f"{name} is a list of views of the network's weights: assign "
+                                 f"into its arrays ({name}[0][...] = ...), or pass starting "
+                                 "weights as init=(coefs, intercepts).")
+        super().__setattr__(name, value)
 
-    @property
-    def n_outputs_(self) -> int:
-        self._check_fitted()
-        return int(self._layout[-1, codes.FAN_OUT])
+    def __getstate__(self) -> dict:
+        # The views would pickle as copies of the weights: rebuilt on load instead.
+        return {name: value for name, value in vars(self).items() if name not in _WEIGHT_VIEWS}
 
-    @property
-    def out_activation_(self) -> str:
-        self._check_fitted()
-        return self._out_activation
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        if self.__sklearn_is_fitted__():
+            self._publish()
 
     @property
     def _output_code(self) -> int:
@@ -280,8 +292,9 @@ class BaseMLP:
                              self._kind, self._no_improvement_count, self._out_activation)
 
     def set_training_state(self, state: TrainingState) -> None:
-        """Make ``state`` this estimator's (persistence's load); the public fitted attributes
-        are set by the caller."""
+        """Make ``state`` this estimator's (persistence's load), with the public attributes
+        that describe the network; the others (``classes_``, ``loss_curve_`` ...) are set by
+        the caller."""
         params = state.params if is_aligned(state.params) else aligned_copy(state.params)
         vars(self).update(_params=params, _dtype=params.dtype, _layout=state.layout,
                           _n_units=int(state.layout[:, codes.FAN_OUT].sum()),
@@ -289,6 +302,7 @@ class BaseMLP:
                           _no_improvement_count=state.no_improvement_count,
                           _out_activation=state.out_activation or
                           TARGET_KIND_BY_NAME[state.target_kind].output.name)
+        self._publish()
 
     # ---------------------------------------------------------------- training
 
@@ -397,8 +411,9 @@ class BaseMLP:
         rng = _make_rng(self.random_state)
         params = np.zeros(n_params, dtype=np.float64)
         initialize(params, layout, self.init, self.activation, rng)
-        params = params.astype(X.dtype)
-        fitted = dict(targets, _dtype=X.dtype, n_features_in_=X.shape[1],
+        params = aligned_copy(params.astype(X.dtype))     # the kernels' alignment
+        fitted = dict(targets, **_network_attributes(params, layout, targets["_out_activation"]),
+                      _dtype=X.dtype, n_features_in_=X.shape[1],
                       _layout=layout, _n_units=n_units, _rng=rng, _params=params,
                       _optimizer=self._new_optimizer(params),
                       loss_curve_=[], n_iter_=0, t_=0, _no_improvement_count=0,
@@ -647,6 +662,7 @@ class BaseMLP:
             # Before training nothing holds views of it (a loaded model is aligned on load, so
             # its coefs_ stay views of the trained buffer).
             self._params = aligned_copy(self._params)
+            self._publish()
 
     def _divergence(self, loss: float, X, cannot_overflow) -> str | None:
         """What makes the epoch just trained unusable, or None: a non-finite loss or weight,

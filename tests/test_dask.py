@@ -177,6 +177,11 @@ def test_incremental_over_a_dask_array_is_partial_fit_over_its_blocks(name, clie
     assert trained.t_ == local.t_
     # What the wrapper mirrors (dask-ml copies the fitted attributes it finds in vars()).
     assert incremental.n_features_in_ == N_FEATURES
+    for name in ("coefs_", "intercepts_"):
+        for found, expected in zip(getattr(incremental, name), getattr(local, name), strict=True):
+            np.testing.assert_array_equal(found, expected)
+    for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "loss_curve_"):
+        assert getattr(incremental, name) == getattr(local, name), name
     if classes:
         np.testing.assert_array_equal(incremental.classes_, classes["classes"])
     np.testing.assert_array_equal(incremental.predict(dX).compute(), local.predict(X))

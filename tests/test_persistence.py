@@ -57,6 +57,12 @@ def assert_same_state(original: FastMLP, loaded: FastMLP) -> None:
             for key, buffer in value.buffers.items():
                 assert buffer.dtype == other.buffers[key].dtype, name
                 assert np.array_equal(buffer, other.buffers[key]), name
+        elif name in ("coefs_", "intercepts_"):     # views of the flat buffer
+            assert len(value) == len(other), name
+            for array, loaded_array in zip(value, other):
+                assert array.dtype == loaded_array.dtype, name
+                assert np.array_equal(array, loaded_array), name
+            assert all(np.shares_memory(array, loaded._params) for array in other), name
         elif name in ("init", "random_state") and not isinstance(value, (int, str, float)):
             continue  # checked by the tests that set them
         else:
