@@ -8,7 +8,8 @@ not part of a backend.
 """
 
 import numpy as np
-from numba import njit
+
+from ._jit import standalone
 
 MASK_32 = np.uint64(0xFFFFFFFF)
 TWO_32 = np.uint64(1 << 32)
@@ -16,7 +17,7 @@ TWO_32 = np.uint64(1 << 32)
 RAW_64_BITS = (np.random.PCG64, np.random.PCG64DXSM, np.random.Philox, np.random.SFC64)
 
 
-@njit(cache=True, nogil=True)
+@standalone
 def _fisher_yates(order, draws, stop):
     """Shuffle ``order[:stop]`` in place from its end, position ``i`` swapped with a uniform
     ``j`` in ``0..i``, and return the length still to shuffle: 1 when done, more when the
