@@ -179,6 +179,24 @@ def _cached(compile_):
     return decorate
 
 
+def specialised(*constants):
+    """A decorator naming a kernel that a factory makes for ``constants`` after them (its
+    ``__qualname__`` gets them as a suffix), to be applied before the compiling decorator.
+
+    Numba names a compiled function by its qualified name and a per-process counter, and its
+    disk cache keeps those names: the closures a factory makes for different constants,
+    compiled in different processes, can share a name, and a process that loads two of them
+    from the cache and calls one from another kernel links the call to whichever it loaded
+    first (the many-epochs kernel then trained another activation's network). Named after
+    their constants, they cannot."""
+    suffix = "_".join(str(constant) for constant in constants)
+
+    def name(function):
+        function.__qualname__ = f"{function.__qualname__}_{suffix}"
+        return function
+    return name
+
+
 # Compiled on its own, callable from Python and from other kernels.
 standalone = _cached(njit(nogil=True, _nrt=False))
 # Inlined into each caller at Numba-IR level: helpers that return array views (a function

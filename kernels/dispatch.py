@@ -41,7 +41,7 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
     path of mini-batches (batch_gradient and descend), one sample a batch."""
     _check_trained_output(output_activation)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
+        shallow = bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
         epoch = per_sample_kernel(hidden_activation, output_activation, shallow, optimizer)
         samples = order
         if sample_weight is not None:
@@ -76,7 +76,7 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     as sgd_epoch's run each epoch."""
     _check_trained_output(output_activation)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
+        shallow = bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
         epochs = epochs_kernel(per_sample_kernel(hidden_activation, output_activation,
                                                  shallow, optimizer), True)
         return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y, rows,
@@ -123,7 +123,7 @@ def sparse_sgd_epoch(params, state, grad, layout, data, indices, indptr, Y, samp
         order = order[sample_weight[order] != 0]    # as sgd_epoch leaves them out
         if not order.size:
             return 0.0
-    shallow = layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW
+    shallow = bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
     epoch = sparse_per_sample_kernel(hidden_activation, output_activation, shallow)
     lr = params.dtype.type(hyper[0])
     return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch) / n

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ._jit import standalone
+from ._jit import specialised, standalone
 from .codes import ADAPTIVE, FAN_IN, INVSCALING, SMALLEST_ADAPTIVE_RATE
 from .shuffle import _fisher_yates
 
@@ -34,6 +34,7 @@ def epochs_kernel(epoch, per_sample: bool):
     penalty, as dispatch.sgd_epoch passes them) or minibatch.minibatch_epoch."""
 
     @standalone
+    @specialised(epoch.py_func.__qualname__.rsplit(".", 1)[-1], per_sample)
     def train_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch_size,
                      optimizer, settings, steps, alpha, hidden, output, scratch, work, losses,
                      schedule, stopping, bound):

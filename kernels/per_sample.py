@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from ._jit import inline_ir, standalone
+from ._jit import inline_ir, specialised, standalone
 from .codes import ADAM, CACHE_LINE_BYTES, FAN_OUT, MOMENTUM, NESTEROV, SGD, UNIT_OFF
 from .layers import (activate, backprop_step, backprop_step_narrow, dense, dense_by_units,
                      dense_narrow, layer_views, scale_by_derivative, step_first_and_forward,
@@ -77,6 +77,7 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
     upper = upper_layers(hidden_activation, output_activation, shallow, optimizer)
 
     @standalone
+    @specialised(hidden_activation, output_activation, shallow, optimizer)
     def per_sample_epoch(params, state, layout, X, Y, sample_weight, order, hyper, steps, alpha,
                          scratch):
         """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed

@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from ._jit import inline_ir, standalone
+from ._jit import inline_ir, specialised, standalone
 from .codes import FAN_OUT, SGD, UNIT_OFF
 from .layers import in_column_blocks, layer_views, units
 from .optimizers import step_biases
@@ -73,6 +73,7 @@ def sparse_per_sample_kernel(hidden_activation: int, output_activation: int, sha
     upper = upper_layers(hidden_activation, output_activation, shallow, SGD)
 
     @standalone
+    @specialised(hidden_activation, output_activation, shallow)
     def sparse_per_sample_epoch(params, layout, data, indices, indptr, Y, order, lr, scratch):
         """Plain per-sample SGD over the CSR rows ``order``; returns the summed loss, as
         per_sample_epoch does.

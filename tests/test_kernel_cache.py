@@ -4,7 +4,8 @@ Numba stamps a cached kernel with its own file's content only, so ``predict.forw
 inlines ``layers.activate``, would be loaded stale after an edit to layers.py. Each test runs
 a copy of the kernels package in fresh interpreters: the first compiles and caches
 ``forward``, the second must load it from the cache, and after an edit to layers.py the third
-must compile it again and compute the edited function.
+must compile it again and compute the edited function. And kernels that one factory makes for
+different constants, compiled into the cache by different processes, load apart.
 """
 
 import os
@@ -141,3 +142,55 @@ def test_a_failed_compile_leaves_the_cache_unlocked():
     for lock_path in Path(cache.cache_path).glob("predict.forward-*.lock"):
         with open(lock_path, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)    # raises if still held
+
+
+# Compiles the first N configurations of fastmlp compile in its two worker processes.
+COMPILE_SOME = """
+import sys
+from fastmlp import cli, warmup
+full = warmup.configurations
+warmup.configurations = lambda: full()[:int(sys.argv[1])]
+sys.exit(cli.main(["compile", "--jobs", "2"]))
+"""
+
+# Fits each of those configurations many epochs a call and one a call; prints whether each
+# pair trained the same weights.
+FIT_BOTH_WAYS = """
+import sys, warnings
+import numpy as np
+import fastmlp._base
+from fastmlp import FastMLP, FastMLPRegressor, warmup
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+for config in warmup.configurations()[:int(sys.argv[1])]:
+    X = rng.normal(size=(40, 4)).astype(config["dtype"])
+    regression = config["target"] == "continuous"
+    y = X.sum(axis=1) if regression else \
+        np.arange(40) % (2 if config["target"] == "binary" else 3)
+    make = lambda: (FastMLPRegressor if regression else FastMLP)(
+        **{"hidden_layer_sizes": (8,), "max_iter": 5, "random_state": 0, **config["params"]})
+    fast = make().fit(X, y)
+    runner = fastmlp._base.BaseMLP._epochs_runner
+    fastmlp._base.BaseMLP._epochs_runner = lambda *args, **kwargs: None
+    slow = make().fit(X, y)
+    fastmlp._base.BaseMLP._epochs_runner = runner
+    print(all(np.array_equal(a, b) for a, b in zip(fast.coefs_, slow.coefs_)))
+"""
+
+
+def test_kernels_that_close_over_different_constants_load_apart(tmp_path):
+    """Numba names a compiled function by its qualified name and a per-process counter, so
+    the closures a kernel factory makes for different constants, compiled in different
+    processes, could share a name: loaded into one process, a kernel calling one of them
+    would run whichever was loaded first (kernels._jit.specialised). ``fastmlp compile``'s
+    two worker processes compile every common configuration into the cache (without the
+    names, one of the 60 then trained another's network); a third process loads them all
+    and trains each both ways."""
+    from fastmlp.warmup import configurations
+    count = str(len(configurations()))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for code in (COMPILE_SOME, FIT_BOTH_WAYS):
+        result = subprocess.run([sys.executable, "-c", code, count], env=env,
+                                capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True"] * int(count)
