@@ -5,9 +5,10 @@ inlines ``layers.activate``, would be loaded stale after an edit to layers.py. E
 a copy of the kernels package in fresh interpreters: the first compiles and caches
 ``forward``, the second must load it from the cache, and after an edit to layers.py the third
 must compile it again and compute the edited function. And kernels that one factory makes for
-different constants, compiled into the cache by different processes, load apart.
+different constants have names of their own.
 """
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -144,53 +145,25 @@ def test_a_failed_compile_leaves_the_cache_unlocked():
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)    # raises if still held
 
 
-# Compiles the first N configurations of fastmlp compile in its two worker processes.
-COMPILE_SOME = """
-import sys
-from fastmlp import cli, warmup
-full = warmup.configurations
-warmup.configurations = lambda: full()[:int(sys.argv[1])]
-sys.exit(cli.main(["compile", "--jobs", "2"]))
-"""
-
-# Fits each of those configurations many epochs a call and one a call; prints whether each
-# pair trained the same weights.
-FIT_BOTH_WAYS = """
-import sys, warnings
-import numpy as np
-import fastmlp._base
-from fastmlp import FastMLP, FastMLPRegressor, warmup
-warnings.simplefilter("ignore")
-rng = np.random.default_rng(0)
-for config in warmup.configurations()[:int(sys.argv[1])]:
-    X = rng.normal(size=(40, 4)).astype(config["dtype"])
-    regression = config["target"] == "continuous"
-    y = X.sum(axis=1) if regression else \
-        np.arange(40) % (2 if config["target"] == "binary" else 3)
-    make = lambda: (FastMLPRegressor if regression else FastMLP)(
-        **{"hidden_layer_sizes": (8,), "max_iter": 5, "random_state": 0, **config["params"]})
-    fast = make().fit(X, y)
-    runner = fastmlp._base.BaseMLP._epochs_runner
-    fastmlp._base.BaseMLP._epochs_runner = lambda *args, **kwargs: None
-    slow = make().fit(X, y)
-    fastmlp._base.BaseMLP._epochs_runner = runner
-    print(all(np.array_equal(a, b) for a, b in zip(fast.coefs_, slow.coefs_)))
-"""
-
-
-def test_kernels_that_close_over_different_constants_load_apart(tmp_path):
+def test_kernels_that_close_over_different_constants_have_their_own_names():
     """Numba names a compiled function by its qualified name and a per-process counter, so
-    the closures a kernel factory makes for different constants, compiled in different
-    processes, could share a name: loaded into one process, a kernel calling one of them
-    would run whichever was loaded first (kernels._jit.specialised). ``fastmlp compile``'s
-    two worker processes compile every common configuration into the cache (without the
-    names, one of the 60 then trained another's network); a third process loads them all
-    and trains each both ways."""
-    from fastmlp.warmup import configurations
-    count = str(len(configurations()))
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    for code in (COMPILE_SOME, FIT_BOTH_WAYS):
-        result = subprocess.run([sys.executable, "-c", code, count], env=env,
-                                capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True"] * int(count)
+    the closures a kernel factory makes for different constants, compiled by different
+    processes into one cache, could share a name; a process that loaded two of them and
+    called one from another kernel linked the call to the first it had loaded (measured: 1 of
+    fastmlp compile's 60 configurations then trained another's network when the many-epochs
+    kernel called its epoch kernel). Every closure is named after its constants
+    (kernels._jit.specialised), so no two can share a name."""
+    from fastmlp.kernels import dispatch
+    from fastmlp.kernels.epochs import epochs_kernel
+    from fastmlp.kernels.per_sample import OPTIMIZERS, per_sample_kernel
+    from fastmlp.kernels.sparse import sparse_per_sample_kernel
+    names = []
+    for hidden, output, shallow in itertools.product(range(4), (0, 1, 3, 4), (False, True)):
+        sparse = sparse_per_sample_kernel(hidden, output, shallow)
+        names.append(sparse.py_func.__qualname__)
+        for optimizer in OPTIMIZERS:
+            kernel = per_sample_kernel(hidden, output, shallow, optimizer)
+            names += [kernel.py_func.__qualname__,
+                      epochs_kernel(kernel, True).py_func.__qualname__]
+    names.append(epochs_kernel(dispatch.minibatch_epoch, False).py_func.__qualname__)
+    assert len(set(names)) == len(names) == 4 * 4 * 2 * (1 + 2 * len(OPTIMIZERS)) + 1
