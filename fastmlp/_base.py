@@ -605,9 +605,9 @@ class BaseMLP:
         them as ``_record_epoch`` does, and returns ``(epochs run, whether the stopping rule
         ended training)``, or ``(None, False)`` when the call's epochs must be redone one at a
         time (the caller rolls back); ``bound`` is _overflow_bound's. None where that path does
-        not apply: the NumPy backend,
-        sparse X, sample weights, sampling with replacement or a random generator whose
-        draws it cannot split into epochs."""
+        not apply (the NumPy backend, sparse X, sample weights, sampling with replacement or a
+        random generator whose draws it cannot split into epochs) or does not pay yet
+        (kernels.dispatch.sgd_epochs_due)."""
         from .kernels.shuffle import RAW_64_BITS
         rng = self._rng
         if self.backend == "numpy" or not isinstance(X, np.ndarray) or \
@@ -618,6 +618,9 @@ class BaseMLP:
         from .kernels.epochs import REDO, STOPPED
         n = len(rows)
         k = self._kernel_arguments(n)
+        if not dispatch.sgd_epochs_due(k.layout, k.batch, k.optimizer, k.hidden, k.output,
+                                       k.params.dtype):
+            return None
         optimizer = self._optimizer
         schedule = LEARNING_RATE_SCHEDULES.index(self.learning_rate) \
             if OPTIMIZER_BY_NAME[self.solver].schedules else codes.CONSTANT_RATE

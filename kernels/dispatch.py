@@ -20,7 +20,7 @@ from .predict import forward
 from .sparse import sparse_per_sample_kernel
 
 __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sgd_epochs",
-           "sparse_sgd_epoch", "use_blas"]
+           "sgd_epochs_due", "sparse_sgd_epoch", "use_blas"]
 
 
 def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size, optimizer,
@@ -75,10 +75,9 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     see kernels.epochs.epochs_kernel for the arguments and what it returns. The same kernels
     as sgd_epoch's run each epoch."""
     _check_trained_output(output_activation)
+    epochs = _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation,
+                                output_activation)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        shallow = bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
-        epochs = epochs_kernel(per_sample_kernel(hidden_activation, output_activation,
-                                                 shallow, optimizer), True)
         return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y, rows,
                       order, draws, n_draws, 1, optimizer, settings, steps,
                       alpha if alpha != 0 else None, hidden_activation, output_activation,
@@ -88,10 +87,42 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     if use_blas(layout, batch):
         work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
     with _blas_threads_for(layout, batch):
-        return epochs_kernel(minibatch_epoch, False)(
-            params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch, optimizer,
-            settings, steps, alpha, hidden_activation, output_activation, scratch, work, losses,
-            schedule, stopping, bound)
+        return epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch,
+                      optimizer, settings, steps, alpha, hidden_activation, output_activation,
+                      scratch, work, losses, schedule, stopping, bound)
+
+
+def _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation, output_activation):
+    """The many-epochs kernel sgd_epochs runs: around the epoch kernel sgd_epoch would."""
+    if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
+        shallow = bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
+        return epochs_kernel(per_sample_kernel(hidden_activation, output_activation, shallow,
+                                               optimizer), True)
+    return epochs_kernel(minibatch_epoch, False)
+
+
+# The configurations (many-epochs kernel, dtype) this process has asked sgd_epochs_due about.
+_ASKED = set()
+
+
+def sgd_epochs_due(layout, batch_size, optimizer, hidden_activation, output_activation,
+                   dtype) -> bool:
+    """Whether a fit of this configuration should run sgd_epochs: from the second fit of it in
+    a process, or once its kernel is compiled here. The many-epochs kernel compiles its epoch
+    kernel's code again (1.3 s of the default network's 4 s first fit, measured cold),
+    while one fit's Python between epochs costs some 40 us an epoch: a process that fits a
+    configuration once (a script, a first run) is faster without it, and one that fits it
+    again (sweeps, cross-validation, repeated fits) gains from the second fit on."""
+    epochs = _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation,
+                                output_activation)
+    key = (epochs, np.dtype(dtype).char)
+    due = key in _ASKED or _compiled_here(epochs)
+    _ASKED.add(key)
+    return due
+
+
+def _compiled_here(kernel) -> bool:
+    return bool(kernel.overloads)
 
 
 def _check_trained_output(output_activation: int) -> None:

@@ -132,3 +132,10 @@ def one_epoch_per_call(monkeypatch) -> None:
     import fastmlp._base
     monkeypatch.setattr(fastmlp._base.BaseMLP, "_epochs_runner", lambda *args, **kwargs: None)
 
+
+def many_epochs_per_call(monkeypatch) -> None:
+    """Fits take kernels.epochs' compiled loop wherever it applies, from a configuration's
+    first fit in the process (it is due from the second: dispatch.sgd_epochs_due)."""
+    from fastmlp.kernels import dispatch
+    monkeypatch.setattr(dispatch, "sgd_epochs_due", lambda *args: True)
+

@@ -6,14 +6,22 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_same_weights, make_labels, one_epoch_per_call, weights
+from conftest import (assert_same_weights, make_labels, many_epochs_per_call,
+                      one_epoch_per_call, weights)
 
 import fastmlp._base
 from fastmlp import FastMLP, FastMLPRegressor
 from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning
 from fastmlp.kernels import dispatch
+from fastmlp.kernels.codes import RELU, SGD, SIGMOID
+from fastmlp.kernels.layout import make_layout
 
 N_SAMPLES = 60
+
+
+@pytest.fixture(autouse=True)
+def _many_epochs_from_the_first_fit(monkeypatch):
+    many_epochs_per_call(monkeypatch)
 
 
 def fit(model, X, y, per_epoch: bool = False):
@@ -199,3 +207,41 @@ def test_fits_that_need_the_front_between_epochs_take_one_epoch_a_call(monkeypat
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = FastMLP(**params).fit(X, y, **fit_params)
     assert model.n_iter_ == 5
+
+
+
+def test_a_configuration_takes_many_epochs_a_call_from_its_second_fit(monkeypatch):
+    monkeypatch.undo()      # the rule itself, not this module's fixture
+    monkeypatch.setattr(dispatch, "_ASKED", set())
+    monkeypatch.setattr(dispatch, "_compiled_here", lambda kernel: False)
+    configuration = (make_layout([3, 5, 1])[0], 1, SGD, RELU, SIGMOID)
+    assert not dispatch.sgd_epochs_due(*configuration, np.float64)
+    assert dispatch.sgd_epochs_due(*configuration, np.float64)
+    assert not dispatch.sgd_epochs_due(*configuration, np.float32)     # another kernel
+    assert not dispatch.sgd_epochs_due(make_layout([3, 5, 1])[0], 8, SGD, RELU, SIGMOID,
+                                       np.float64)
+    # A kernel already compiled in this process is due at once.
+    monkeypatch.setattr(dispatch, "_ASKED", set())
+    monkeypatch.setattr(dispatch, "_compiled_here", lambda kernel: True)
+    assert dispatch.sgd_epochs_due(*configuration, np.float64)
+
+
+def test_a_first_fit_takes_one_epoch_a_call_and_a_second_many(monkeypatch):
+    monkeypatch.undo()
+    monkeypatch.setattr(dispatch, "_ASKED", set())
+    # As in a fresh process (other tests here compiled the kernel already).
+    monkeypatch.setattr(dispatch, "_compiled_here", lambda kernel: False)
+    calls = []
+    real = dispatch.sgd_epochs
+
+    def counted(*args):
+        calls.append(None)
+        return real(*args)
+    monkeypatch.setattr(dispatch, "sgd_epochs", counted)
+    X, y = make_labels("binary", N_SAMPLES, seed=308)
+    params = dict(hidden_layer_sizes=(5,), max_iter=10, random_state=0)
+    first, _ = fit(FastMLP(**params), X, y)
+    assert not calls
+    second, _ = fit(FastMLP(**params), X, y)
+    assert calls
+    assert_same_fit(first, second)

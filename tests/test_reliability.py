@@ -683,7 +683,8 @@ warnings.simplefilter("ignore")
 X = np.random.default_rng(0).normal(size=(200, 5))
 y = X[:, 0] + X[:, 1] > 0
 settings = dict(hidden_layer_sizes=(8,), random_state=0, n_iter_no_change=10**9)
-FastMLP(max_iter=1, **settings).fit(X, y)    # compiled before the parent may interrupt
+for _ in range(2):    # compiled before the parent may interrupt (many epochs a call: second)
+    FastMLP(max_iter=1, **settings).fit(X, y)
 model = FastMLP(max_iter=10**9, **settings)
 try:
     print("training", flush=True)
