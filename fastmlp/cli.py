@@ -421,14 +421,16 @@ def train_command(args) -> int:
         sys.stderr.write("fastmlp: loading the numba kernels (compiled on first use of a "
                          "configuration, seconds; `fastmlp compile` prepares the common ones)...")
         sys.stderr.flush()
-    warm_up = _warm_up(params, data)
+    track_test = bool(args.plot) and data.X_test is not None and not args.early_stopping
+    bar = not args.quiet and sys.stderr.isatty()    # a bar in a log file is noise
+    # A bar (verbose), early stopping or one partial_fit per epoch train an epoch a call.
+    many_epochs = not (bar or track_test or params["early_stopping"])
+    warm_up = _warm_up(params, data, many_epochs)
     if status:
         sys.stderr.write("\r\033[K")     # the status line, erased
     if params["backend"] == "numba":
         _note(args, f"numba kernels ready in {_seconds(warm_up)} (compiled on first use, then "
               "loaded from a disk cache; not counted below)")
-    track_test = bool(args.plot) and data.X_test is not None and not args.early_stopping
-    bar = not args.quiet and sys.stderr.isatty()    # a bar in a log file is noise
     runs = [_fit_fastmlp(model, data, track_test, bar)]
     if args.compare_sklearn:
         runs.append(_fit_sklearn(params, data, track_test, args.quiet))
@@ -715,10 +717,11 @@ def _describe_training(data: _Data, params: dict, args) -> str:
             f"{'float32' if args.float32 else 'float64'}, {params['backend']} backend")
 
 
-def _warm_up(params: dict, data: _Data) -> float:
+def _warm_up(params: dict, data: _Data, many_epochs: bool) -> float:
     """Train and predict one epoch on one row per class and enough rows for one batch, so
     that compiling (or loading) the numba kernels that training runs (the batch size decides
-    the kernel) is not counted as training time. Returns its seconds."""
+    the kernel) is not counted as training time; with ``many_epochs``, also the kernel that
+    runs many epochs a call. Returns its seconds."""
     start = time.perf_counter()
     _, first_rows = np.unique(data.y, return_index=True)
     batch = len(data.y) if params["batch_size"] == "full" else params["batch_size"]
@@ -727,10 +730,11 @@ def _warm_up(params: dict, data: _Data) -> float:
     tiny = FastMLP(**{**params, "max_iter": 1, "early_stopping": False, "verbose": False})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # what one epoch on a few rows learns is not news
-        # Twice: training is the configuration's next fit in this process, whose many-epochs
-        # kernel a second fit compiles (kernels.dispatch.sgd_epochs_due).
-        tiny.fit(X, data.y[rows])
-        tiny.fit(X, data.y[rows]).predict_proba(X)
+        # A configuration's second fit in a process compiles its many-epochs kernel
+        # (kernels.dispatch.sgd_epochs_due), and training would be that second fit.
+        for _ in range(2 if many_epochs else 1):
+            tiny.fit(X, data.y[rows])
+        tiny.predict_proba(X)
     return time.perf_counter() - start
 
 
