@@ -568,7 +568,10 @@ def test_ctrl_c_ends_with_status_130(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "fastmlp.cli", "train", "--dataset", "moons", "--n-samples",
          "100000", "--hidden", "64", "--epochs", "100000", "--tol", "0"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=child)
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=child,
+        # A shell's background job (a CI script's) inherits SIGINT ignored: Ctrl-C as at a
+        # terminal needs its default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(child)
     seen = read_terminal(parent, until="FastMLP")   # the bar is up: training has started
     assert "FastMLP" in seen, "the command ended before training started"
