@@ -41,8 +41,8 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
     path of mini-batches (batch_gradient and descend), one sample a batch."""
     _check_trained_output(output_activation)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        shallow = bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
-        epoch = per_sample_kernel(hidden_activation, output_activation, shallow, optimizer)
+        epoch = per_sample_kernel(hidden_activation, output_activation, _shallow(layout),
+                                   optimizer)
         samples = order
         if sample_weight is not None:
             # A sample of zero weight is a batch of zero weight: absent. Any other sample's
@@ -95,9 +95,8 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
 def _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation, output_activation):
     """The many-epochs kernel sgd_epochs runs: around the epoch kernel sgd_epoch would."""
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        shallow = bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
-        return epochs_kernel(per_sample_kernel(hidden_activation, output_activation, shallow,
-                                               optimizer), True)
+        return epochs_kernel(per_sample_kernel(hidden_activation, output_activation,
+                                               _shallow(layout), optimizer), True)
     return epochs_kernel(minibatch_epoch, False)
 
 
@@ -123,6 +122,13 @@ def sgd_epochs_due(layout, batch_size, optimizer, hidden_activation, output_acti
 
 def _compiled_here(kernel) -> bool:
     return bool(kernel.overloads)
+
+
+def _shallow(layout) -> bool:
+    """Whether the per-sample kernels' shallow variant trains this network (see
+    per_sample_kernel): a Python bool, so that the kernels' cache keys do not depend on
+    whether NumPy's was passed."""
+    return bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
 
 
 def _check_trained_output(output_activation: int) -> None:
@@ -154,8 +160,7 @@ def sparse_sgd_epoch(params, state, grad, layout, data, indices, indptr, Y, samp
         order = order[sample_weight[order] != 0]    # as sgd_epoch leaves them out
         if not order.size:
             return 0.0
-    shallow = bool(layout.shape[0] == 2 and layout[1, FAN_OUT] < NARROW)
-    epoch = sparse_per_sample_kernel(hidden_activation, output_activation, shallow)
+    epoch = sparse_per_sample_kernel(hidden_activation, output_activation, _shallow(layout))
     lr = params.dtype.type(hyper[0])
     return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch) / n
 

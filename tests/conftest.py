@@ -138,4 +138,3 @@ def many_epochs_per_call(monkeypatch) -> None:
     first fit in the process (it is due from the second: dispatch.sgd_epochs_due)."""
     from fastmlp.kernels import dispatch
     monkeypatch.setattr(dispatch, "sgd_epochs_due", lambda *args: True)
-

@@ -209,7 +209,6 @@ def test_fits_that_need_the_front_between_epochs_take_one_epoch_a_call(monkeypat
     assert model.n_iter_ == 5
 
 
-
 def test_a_configuration_takes_many_epochs_a_call_from_its_second_fit(monkeypatch):
     monkeypatch.undo()      # the rule itself, not this module's fixture
     monkeypatch.setattr(dispatch, "_ASKED", set())
