@@ -25,8 +25,8 @@ class Shape:
     """A network ``n_features - hidden... - 1`` and the sample counts used to time it.
 
     fastmlp's counts make one epoch a few milliseconds, so that the fixed part of its per-call
-    overhead (about 0.2 ms: ``training.CallOverhead``) is a small part of it; the checks of X
-    and the shuffle add ~20 ns a row, which belong to the throughput a user sees. The slow
+    overhead (tens of microseconds: ``training.CallOverhead``) is a small part of it; the checks
+    of X and the shuffle add ~20 ns a row, which belong to the throughput a user sees. The slow
     competitors get fewer samples: their throughput is compared in samples/s, which does not
     depend on the count.
     """
@@ -152,6 +152,15 @@ def best_seconds(functions, repeats: int, min_seconds: float = 0.5,
             best[k] = min(best[k], time.perf_counter() - start)
         rounds += 1
     return best
+
+
+def microseconds_per_call(function, calls: int = 200, repeats: int = 10) -> float:
+    """Mean microseconds per call of ``function`` over ``calls`` calls in a row, the best of
+    at least ``repeats`` such runs (see ``best_seconds``)."""
+    def run():
+        for _ in range(calls):
+            function()
+    return best_seconds([run], repeats)[0] / calls * 1e6
 
 
 def samples_per_second(epochs_list, repeats: int = 5) -> list:

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import inspect
 import math
+import operator
 import os
 import time
 import types
@@ -78,6 +79,23 @@ def _param_names(init) -> tuple[str, ...]:
                         if p.name != "self" and p.kind != p.VAR_KEYWORD))
 
 
+@functools.cache
+def _param_getter(init):
+    """A function returning an estimator's constructor parameters (see _param_names) as a
+    tuple, in one call."""
+    return operator.attrgetter(*_param_names(init))
+
+
+# Parameter values that cannot change without becoming other objects: a parameter still the
+# very object of these types that check_params accepted is still valid (see _Carried).
+_IMMUTABLE_PARAMS = (type(None), bool, int, float, str, np.number, np.bool_)
+
+
+def _immutable(values: tuple) -> bool:
+    return all(isinstance(value, _IMMUTABLE_PARAMS) or type(value) is tuple and
+               all(type(item) is int for item in value) for value in values)
+
+
 # The public attributes that are views of the flat buffer (see BaseMLP._publish).
 _WEIGHT_VIEWS = ("coefs_", "intercepts_")
 
@@ -125,6 +143,27 @@ class _Validation:
     best_params: np.ndarray
 
 
+@dataclass(eq=False)
+class _Carried:
+    """What a ``partial_fit`` call leaves for the next call on the same estimator, since a
+    small call's Python costs more than its epoch: the parameter values it checked (kept only
+    when all are immutable objects: while the estimator's parameters are those very objects,
+    they are still valid), and the epoch's set-up (see BaseMLP._epoch_setup), which serves
+    while the training state is the same objects and the data has as many rows. Holds no
+    reference to the estimator, so that dropping one frees its buffers at once."""
+    values: tuple
+    setup: types.SimpleNamespace | None = None
+
+    def checked(self, values: tuple) -> bool:
+        return all(map(operator.is_, values, self.values))
+
+    def serves(self, est: "BaseMLP", n: int) -> bool:
+        setup = self.setup
+        return setup is not None and setup.k.params is est._params and \
+            setup.optimizer is est._optimizer and setup.k.layout is est._layout and \
+            setup.n == n
+
+
 class _Checkpoint:
     """The training state at the start of the epoch in progress, to roll back to when that
     epoch diverges or is interrupted (Ctrl-C). After a roll-back the model is exactly what a
@@ -135,11 +174,16 @@ class _Checkpoint:
     one statement, so whichever statement is interrupted the roll-back restores a whole,
     consistent state (or leaves an already consistent one alone)."""
 
-    def __init__(self, est: "BaseMLP"):
+    def __init__(self, est: "BaseMLP", spare: tuple | None = None):
+        """``spare``: buffers of an earlier checkpoint of the same network to reuse, as
+        ``spare()`` returns them."""
         self._est = est
-        self._params = np.empty_like(est._params)
-        self._optimizer = est._optimizer.copy()
+        self._params, self._optimizer = spare or (np.empty_like(est._params),
+                                                  est._optimizer.copy())
         self._state = None      # None: nothing to roll back to
+
+    def spare(self) -> tuple:
+        return self._params, self._optimizer
 
     def save(self) -> None:
         est = self._est
@@ -264,7 +308,8 @@ class BaseMLP:
 
     def __getstate__(self) -> dict:
         # The views would pickle as copies of the weights: rebuilt on load instead.
-        return {name: value for name, value in vars(self).items() if name not in _WEIGHT_VIEWS}
+        return {name: value for name, value in vars(self).items()
+                if name not in _WEIGHT_VIEWS and name != "_carried"}
 
     def __setstate__(self, state: dict) -> None:
         vars(self).update(state)
@@ -302,6 +347,7 @@ class BaseMLP:
                           _no_improvement_count=state.no_improvement_count,
                           _out_activation=state.out_activation or
                           TARGET_KIND_BY_NAME[state.target_kind].output.name)
+        vars(self).pop("_carried", None)
         self._publish()
 
     # ---------------------------------------------------------------- training
@@ -309,7 +355,14 @@ class BaseMLP:
     def _fit(self, X, y, incremental: bool, classes=None, sample_weight=None):
         # Every check runs before the estimator changes, so a call that raises leaves a
         # fitted model as it was (a half-replaced network would predict from garbage).
-        check_params(self)
+        values = _param_getter(type(self).__init__)(self)
+        carried = vars(self).get("_carried")
+        if carried is None or not carried.checked(values):
+            check_params(self)
+            carried = _Carried(values) if _immutable(values) else None
+            vars(self)["_carried"] = carried
+        elif not incremental:
+            carried.setup = None    # only partial_fit reuses a set-up: free its buffers
         name = type(self).__name__
         stochastic = OPTIMIZER_BY_NAME[self.solver].stochastic
         if incremental:
@@ -329,7 +382,8 @@ class BaseMLP:
             self._start(X, names, n_outputs, fitted)
         else:
             self._check_features(X, names)
-            self._check_same_architecture()
+            if carried is None or not carried.serves(self, X.shape[0]):
+                self._check_same_architecture()
             Y = self._more_targets(y, classes, incremental)
             weights = self._training_weights(y, sample_weight, vars(self), incremental, X.dtype)
             if not incremental or self._optimizer.name != self.solver:
@@ -431,9 +485,10 @@ class BaseMLP:
         train_rows, validation = self._stopping_setup(X, y, sample_weight,
                                                       early=self.early_stopping and
                                                       not incremental)
-        run_epoch = self._epoch_runner(X, Y, sample_weight, len(train_rows))
-        checkpoint = _Checkpoint(self)
-        cannot_overflow = _overflow_bound(self._layout, self.activation, x_abs_max, X.dtype)
+        setup = self._epoch_setup(X, len(train_rows), x_abs_max, carry=incremental)
+        run_epoch = self._epoch_runner(setup, X, Y, sample_weight)
+        checkpoint = _Checkpoint(self, setup.spare)
+        cannot_overflow = setup.cannot_overflow
         bar = self._progress_bar(n_epochs) if self.verbose and not incremental else None
         # Without Python to run between epochs, many run in one compiled call.
         run_epochs = None if validation is not None or self.verbose or incremental else \
@@ -565,12 +620,34 @@ class BaseMLP:
         return train_rows, _Validation(X[val_rows], y[val_rows], val_weight,
                                        self._params.copy())
 
-    def _epoch_runner(self, X, Y, sample_weight, n: int):
+    def _epoch_setup(self, X, n: int, x_abs_max: float, carry: bool) -> types.SimpleNamespace:
+        """What training epochs on ``n`` rows of X need beside the data: the kernels, their
+        arguments (``k``, see _kernel_arguments), the checkpoint's buffers to reuse
+        (``spare``) and the overflow test (``cannot_overflow``, see _overflow_bound). With
+        ``carry`` (partial_fit), kept for the next call, and taken from the last one when it
+        serves (see _Carried)."""
+        carried = vars(self).get("_carried") if carry and isinstance(X, np.ndarray) else None
+        if carried is not None and carried.serves(self, n):
+            setup = carried.setup
+            if setup.x_abs_max != x_abs_max:
+                setup.x_abs_max = x_abs_max
+                setup.cannot_overflow = _overflow_bound(self._layout, self.activation,
+                                                        x_abs_max, X.dtype)
+            return setup
+        setup = types.SimpleNamespace(
+            n=n, kernels=_kernels(self.backend, X), k=self._kernel_arguments(n),
+            optimizer=self._optimizer, spare=None, x_abs_max=x_abs_max,
+            cannot_overflow=_overflow_bound(self._layout, self.activation, x_abs_max, X.dtype))
+        if carried is not None:
+            setup.spare = _Checkpoint(self).spare()
+            carried.setup = setup
+        return setup
+
+    def _epoch_runner(self, setup: types.SimpleNamespace, X, Y, sample_weight):
         """A function that trains the weights in place for one epoch over the given sample
         order and returns the epoch's mean loss (rows weighted by ``sample_weight`` unless
-        None)."""
-        kernels = _kernels(self.backend, X)
-        k = self._kernel_arguments(n)
+        None); ``setup`` is _epoch_setup's."""
+        kernels, k = setup.kernels, setup.k
         optimizer = self._optimizer
 
         def run_epoch(order) -> float:

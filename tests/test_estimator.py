@@ -353,6 +353,47 @@ def test_partial_fit_k_times_is_fit_for_k_epochs(kind, settings):
     assert_same_weights(weights(stepped), weights(fitted))
 
 
+def test_partial_fit_reuses_its_setup_only_while_it_serves():
+    # partial_fit carries its checked parameters and its epoch's set-up to the next call
+    # (_base._Carried). Whatever changes between calls must still take effect: a twin
+    # unpickled before each call (a pickle carries nothing) walks the same trajectory.
+    import scipy.sparse
+    X, y = make_labels("multiclass", N_SAMPLES, seed=41)
+    steps = [dict(), dict(), dict(learning_rate_init=0.02), dict(momentum=0.9), dict(alpha=1e-3),
+             dict(rows=25), dict(rows=25), dict(sparse=True), dict(), dict(batch_size=7),
+             dict(solver="adam"), dict(), dict(backend="numpy"), dict(backend="numba"), dict()]
+    carried, twin = small_model(), small_model()
+    built, build = [], carried._kernel_arguments
+    carried._kernel_arguments = lambda n: built.append(n) or build(n)
+    for step in steps:
+        step = dict(step)
+        rows, sparse = step.pop("rows", N_SAMPLES), step.pop("sparse", False)
+        X_step = scipy.sparse.csr_matrix(X[:rows]) if sparse else X[:rows]
+        carried.set_params(**step).partial_fit(X_step, y[:rows], classes=np.unique(y))
+        twin = pickle.loads(pickle.dumps(twin.set_params(**step)))
+        assert "_carried" not in vars(twin)
+        twin.partial_fit(X_step, y[:rows], classes=np.unique(y))
+        assert carried.loss_curve_ == twin.loss_curve_
+        assert_same_weights(weights(carried), weights(twin))
+    # Reused by the calls that change nothing after a dense call of as many rows.
+    assert len(steps) - len(built) == 4
+
+
+def test_partial_fit_checks_parameters_changed_between_calls():
+    X, y = make_labels("binary", N_SAMPLES, seed=42)
+    model = small_model().partial_fit(X, y, classes=np.unique(y))
+    model.learning_rate_init = -1.0
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        model.partial_fit(X, y)
+    model.learning_rate_init = 0.05
+    model.partial_fit(X, y)
+    # A list can change in place, so it is checked on every call.
+    model = small_model(hidden_layer_sizes=[6]).partial_fit(X, y, classes=np.unique(y))
+    model.hidden_layer_sizes.append(3)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        model.partial_fit(X, y)
+
+
 @pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox,
                                            np.random.SFC64])
 @pytest.mark.parametrize("rows", ["all", "subset"])
@@ -430,7 +471,7 @@ def test_partial_fit_refuses_early_stopping():
     model = small_model(early_stopping=True)
     assert not hasattr(model, "partial_fit")
     with pytest.raises(AttributeError, match="partial_fit does not support early_stopping=True"):
-        model.partial_fit(X, y, classes=[0, 1])
+        model.partial_fit(X, y, classes=np.unique(y))
 
 
 def test_fit_without_warm_start_starts_over():
