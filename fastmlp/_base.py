@@ -98,6 +98,8 @@ def _immutable(values: tuple) -> bool:
 
 # The public attributes that are views of the flat buffer (see BaseMLP._publish).
 _WEIGHT_VIEWS = ("coefs_", "intercepts_")
+# Attributes that only save work (see _Carried): not state, so neither pickled nor saved.
+CACHES = ("_carried",)
 
 
 def _network_attributes(params, layout, out_activation: str) -> dict:
@@ -309,7 +311,7 @@ class BaseMLP:
     def __getstate__(self) -> dict:
         # The views would pickle as copies of the weights: rebuilt on load instead.
         return {name: value for name, value in vars(self).items()
-                if name not in _WEIGHT_VIEWS and name != "_carried"}
+                if name not in _WEIGHT_VIEWS and name not in CACHES}
 
     def __setstate__(self, state: dict) -> None:
         vars(self).update(state)

@@ -19,6 +19,7 @@ from test_sklearn_oracle import N_EPOCHS, RTOL, starting_weights, train_fastmlp,
 
 import fastmlp
 from fastmlp import FastMLPRegressor, cli
+from fastmlp._base import CACHES
 from fastmlp.exceptions import (ConvergenceWarning, DataConversionWarning, DivergenceWarning,
                                 TrainingWarning)
 from fastmlp.kernels import dispatch
@@ -296,7 +297,7 @@ def test_round_trip_predicts_identically_and_continues_training(tmp_path, loss, 
     model.save(tmp_path / "model.npz")
     loaded = fastmlp.load(tmp_path / "model.npz")
     assert type(loaded) is FastMLPRegressor and loaded.get_params() == model.get_params()
-    assert set(vars(loaded)) == set(vars(model))
+    assert set(vars(loaded)) - set(CACHES) == set(vars(model)) - set(CACHES)
     assert loaded.out_activation_ == model.out_activation_
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     for continued in (model, loaded):
