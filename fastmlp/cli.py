@@ -654,8 +654,6 @@ def _load_training_data(args) -> _Data:
     test_size = 0.25 if args.test_size is None else args.test_size
     if test_size == 0:
         return _Data(title, names, X, y, None, None, "no test split")
-    from sklearn.model_selection import train_test_split
-
     labels, counts = np.unique(y, return_counts=True)
     if counts.min() < 2:
         raise ValueError(f"cannot make a stratified test split: {np.sum(counts < 2)} of the "
@@ -663,8 +661,7 @@ def _load_training_data(args) -> _Data:
                          f"{labels[counts < 2][:1].tolist()[0]!r}). Use --test-size 0, or "
                          "gather more rows of those classes.")
     try:
-        X, X_test, y, y_test = train_test_split(X, y, test_size=test_size, stratify=y,
-                                                random_state=args.seed)
+        X, X_test, y, y_test = datasets.stratified_split(X, y, test_size, args.seed)
     except ValueError as error:
         raise ValueError(f"cannot make a stratified test split of {len(y)} rows: {error} "
                          "Use another --test-size, or --test-size 0.") from None

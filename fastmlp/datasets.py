@@ -8,6 +8,7 @@ column and the line, so the command can show them as one line.
 import csv
 import io
 import itertools
+import math
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -38,12 +39,43 @@ def load_dataset(name: str, *, n_samples: int = 1000, noise: float = 0.2,
     raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}.")
 
 
-def load_breast_cancer() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """569 tumours, 30 features, labels "malignant" / "benign"."""
-    from sklearn.datasets import load_breast_cancer as load
+# The breast-cancer features, as scikit-learn names them: ten measurements of the cell
+# nuclei, each as the mean, the standard error and the worst (largest) value over the image.
+_NUCLEUS = ("radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
+            "concave points", "symmetry", "fractal dimension")
+BREAST_CANCER_FEATURES = [f"mean {m}" for m in _NUCLEUS] + [f"{m} error" for m in _NUCLEUS] + \
+    [f"worst {m}" for m in _NUCLEUS]
 
-    data = load()
-    return data.data, data.target_names[data.target], [str(n) for n in data.feature_names]
+
+def load_breast_cancer() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """569 tumours, 30 features, labels "malignant" / "benign": scikit-learn's copy of the
+    data set, read from its file without importing scikit-learn (about a second, most of a
+    warm ``fastmlp train``); through scikit-learn's loader where that file is not found."""
+    path = _sklearn_data_file("breast_cancer.csv")
+    if path is None:
+        from sklearn.datasets import load_breast_cancer as load
+        data = load()
+        return data.data, data.target_names[data.target], [str(n) for n in data.feature_names]
+    with open(path) as file:
+        n_samples, n_features, *labels = next(csv.reader(file))
+        table = np.loadtxt(file, delimiter=",", ndmin=2)
+    if table.shape != (int(n_samples), int(n_features) + 1):
+        raise ValueError(f"{path}: expected {n_samples} rows of {n_features} features and a "
+                         f"label, found a table of shape {table.shape}.")
+    return table[:, :-1], np.asarray(labels)[table[:, -1].astype(np.intp)], \
+        list(BREAST_CANCER_FEATURES)
+
+
+def _sklearn_data_file(name: str):
+    """The path of a data file shipped inside the installed scikit-learn, or None."""
+    from importlib.util import find_spec     # finds the package without running it
+    from pathlib import Path
+    spec = find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / name
+        if path.is_file():
+            return path
+    return None
 
 
 def load_loan(unseen: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -73,6 +105,35 @@ def make_moons(n_samples: int = 1000, *, noise: float = 0.2,
         raise ValueError(f"moons needs at least 2 samples, got {n_samples}.")
     X, y = make(n_samples, noise=noise, random_state=random_state)
     return X, y, ["x1", "x2"]
+
+
+def stratified_split(X, y, test_size: float, seed: int | None):
+    """``(X_train, X_test, y_train, y_test)``: the rows split at random, each class in
+    proportion, drawn from NumPy's ``default_rng(seed)``. The test part has
+    ``ceil(test_size * n)`` rows, as scikit-learn's ``train_test_split`` counts them (whose
+    import costs about a second), shared among the classes by the largest remainders of
+    their shares. Raises ValueError when a part, or a class's training rows, would be
+    empty."""
+    n = len(y)
+    n_test = math.ceil(test_size * n)
+    if not 0 < n_test < n:
+        raise ValueError(f"a test share of {test_size} leaves {n_test} of the {n} rows for "
+                         "testing.")
+    labels, index = np.unique(y, return_inverse=True)
+    counts = np.bincount(index)
+    share = counts * n_test / n
+    take = np.floor(share).astype(np.intp)
+    take[np.argsort(take - share, kind="stable")[:n_test - take.sum()]] += 1
+    if (take >= counts).any():
+        raise ValueError(f"class {labels[np.argmax(take >= counts)].tolist()!r} would have no "
+                         "training rows.")
+    rng = np.random.default_rng(seed)
+    test = np.zeros(n, dtype=bool)
+    for label, k in enumerate(take):
+        test[rng.permutation(np.flatnonzero(index == label))[:k]] = True
+    train_rows, test_rows = rng.permutation(np.flatnonzero(~test)), \
+        rng.permutation(np.flatnonzero(test))
+    return X[train_rows], X[test_rows], y[train_rows], y[test_rows]
 
 
 # ------------------------------------------------------------------------------ CSV files

@@ -2,6 +2,7 @@
 
 import csv
 import fcntl
+import math
 import os
 import pty
 import re
@@ -120,6 +121,52 @@ def test_train_without_arguments_trains_on_breast_cancer(tmp_path):
     assert float(summary_value(out, "test accuracy")) > 0.9
     assert result.stderr == ""  # no progress bar when stderr is not a terminal (a log)
     assert os.listdir(tmp_path) == []
+
+
+def test_train_on_breast_cancer_does_not_import_scikit_learn(tmp_path):
+    # Importing scikit-learn takes about a second: most of a warm `fastmlp train`.
+    code = ("import sys; from fastmlp import cli; cli.main(['train', '--quiet']); "
+            "print(sorted(name for name in sys.modules if name.split('.')[0] == 'sklearn'))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_breast_cancer_is_scikit_learns(monkeypatch):
+    from sklearn.datasets import load_breast_cancer
+    expected = load_breast_cancer()
+    for source in ("its file", "its loader"):
+        if source == "its loader":
+            monkeypatch.setattr(datasets, "_sklearn_data_file", lambda name: None)
+        X, y, names = datasets.load_breast_cancer()
+        np.testing.assert_array_equal(X, expected.data)
+        np.testing.assert_array_equal(y, expected.target_names[expected.target])
+        assert names == list(expected.feature_names)
+
+
+@pytest.mark.parametrize("test_size", [0.1, 0.25, 0.5, 0.7])
+def test_stratified_split_is_a_partition_in_each_class_share(test_size):
+    y = np.repeat(np.array(["a", "b", "c"]), [50, 31, 7])
+    X = np.arange(2.0 * len(y)).reshape(-1, 2)
+    X_train, X_test, y_train, y_test = datasets.stratified_split(X, y, test_size, seed=0)
+    assert len(y_test) == math.ceil(test_size * len(y))     # scikit-learn's count
+    rows = np.concatenate([X_train[:, 0], X_test[:, 0]]).astype(int) // 2
+    assert sorted(rows) == list(range(len(y)))               # every row once, with its label
+    np.testing.assert_array_equal(np.concatenate([y_train, y_test]), y[rows])
+    for label, count in zip(*np.unique(y, return_counts=True)):
+        assert abs((y_test == label).sum() - count * len(y_test) / len(y)) < 1
+        assert (y_train == label).any()
+    again = datasets.stratified_split(X, y, test_size, seed=0)
+    other = datasets.stratified_split(X, y, test_size, seed=1)
+    assert np.array_equal(again[1], X_test) and not np.array_equal(other[1], X_test)
+
+
+@pytest.mark.parametrize("test_size, message", [(0.7, "class 0 would have no training rows"),
+                                                (0.9, "leaves 4 of the 4 rows for testing")])
+def test_stratified_split_refuses_an_empty_part(test_size, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.stratified_split(np.zeros((4, 1)), np.array([0, 0, 1, 1]), test_size, seed=0)
 
 
 @pytest.mark.parametrize("quiet", [False, True])
