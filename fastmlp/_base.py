@@ -349,7 +349,8 @@ class BaseMLP:
                           _no_improvement_count=state.no_improvement_count,
                           _out_activation=state.out_activation or
                           TARGET_KIND_BY_NAME[state.target_kind].output.name)
-        vars(self).pop("_carried", None)
+        for name in CACHES:
+            vars(self).pop(name, None)
         self._publish()
 
     # ---------------------------------------------------------------- training
