@@ -8,6 +8,7 @@ loads, not training.
 
 import os
 import pickle
+import shutil
 import warnings
 
 import numpy as np
@@ -18,6 +19,8 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 wrappers = pytest.importorskip("dask_ml.wrappers")
 
+from joblib.externals.loky import get_reusable_executor  # noqa: E402
+from numba.core.caching import UserProvidedCacheLocator  # noqa: E402
 from sklearn.base import clone, is_classifier   # noqa: E402
 from sklearn.model_selection import (GridSearchCV, RandomizedSearchCV,  # noqa: E402
                                      cross_val_score)
@@ -63,16 +66,43 @@ GRID = {"learning_rate_init": [3e-3, 1e-2], "alpha": [0.0, 1e-3]}
 
 
 @pytest.fixture(scope="module")
-def client():
+def workers_cache(tmp_path_factory):
+    """The kernels' disk cache of this module's worker processes (the cluster's and loky's):
+    their own, so that what they write is told apart from what other test processes write to
+    this one's (pytest-xdist's workers share it)."""
+    return tmp_path_factory.mktemp("workers-numba-cache")
+
+
+@pytest.fixture(scope="module")
+def client(workers_cache):
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=None,
+                                  env={"NUMBA_CACHE_DIR": str(workers_cache)}) as cluster, \
             distributed.Client(cluster) as client:
         yield client
 
 
-def _cache_files() -> dict:
-    """Every file of the kernels' disk cache with its modification time."""
-    path = dispatch.forward._cache.cache_path
+@pytest.fixture
+def loky_workers(workers_cache, monkeypatch):
+    """joblib's loky workers started afresh on the module's workers' cache."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(workers_cache))
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)
+    yield
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)
+
+
+def _share_cache(workers_cache) -> str:
+    """Copies this process's kernel cache into the workers'; returns the directory the
+    workers' kernels are in."""
+    here = dispatch.forward._cache.cache_path
+    there = os.path.join(workers_cache, UserProvidedCacheLocator.get_suitable_cache_subpath(
+        dispatch.__file__))
+    shutil.copytree(here, there, dirs_exist_ok=True)
+    return there
+
+
+def _cache_files(path) -> dict:
+    """Every file of a kernel cache directory with its modification time."""
     return {name: os.stat(os.path.join(path, name)).st_mtime_ns for name in os.listdir(path)}
 
 
@@ -91,20 +121,23 @@ def _assert_same_scores(found: dict, expected: dict, backend: str) -> None:
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)
-def test_a_sweep_scores_alike_on_threads_processes_and_a_dask_cluster(name, client):
+def test_a_sweep_scores_alike_on_threads_processes_and_a_dask_cluster(name, client,
+                                                                       workers_cache,
+                                                                       loky_workers):
     """GridSearchCV on two threads, two loky processes and the cluster's two workers gives
-    one core's cv_results_ exactly; the parallel runs compile nothing (no cache file is
-    written: the workers load the kernels the first run compiled)."""
+    one core's cv_results_ exactly; the parallel runs compile nothing (the workers write no
+    cache file: they load the kernels the first run compiled)."""
     estimator, data = ESTIMATORS[name]
     X, y = data()
     expected = _scores(GridSearchCV(estimator, GRID, cv=3).fit(X, y))
     assert np.isfinite(expected["mean_test_score"]).all()
-    cached = _cache_files()
+    there = _share_cache(workers_cache)
+    cached = _cache_files(there)
     for backend in ("threading", "loky", "dask"):
         with joblib.parallel_config(backend=backend, n_jobs=2):
             search = GridSearchCV(estimator, GRID, cv=3, n_jobs=2).fit(X, y)
         _assert_same_scores(_scores(search), expected, backend)
-    assert cached and _cache_files() == cached
+    assert cached and _cache_files(there) == cached
 
 
 def test_randomized_search_and_cross_val_score_on_a_dask_cluster(client):
