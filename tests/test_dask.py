@@ -6,6 +6,7 @@ estimator is small, so that the module's time is the cluster's start and the wor
 loads, not training.
 """
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -82,13 +83,16 @@ def client(workers_cache):
         yield client
 
 
-@pytest.fixture
-def loky_workers(workers_cache, monkeypatch):
-    """joblib's loky workers started afresh on the module's workers' cache."""
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(workers_cache))
+@contextlib.contextmanager
+def loky_workers_on(cache):
+    """joblib's loky workers started afresh on the kernel cache ``cache``. The variable is
+    set in this process only while no kernel compiles here: Numba reads it again at each
+    compile."""
     get_reusable_executor().shutdown(wait=True, kill_workers=True)
-    yield
-    get_reusable_executor().shutdown(wait=True, kill_workers=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NUMBA_CACHE_DIR", str(cache))
+        yield
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
 
 
 def _share_cache(workers_cache) -> str:
@@ -122,8 +126,7 @@ def _assert_same_scores(found: dict, expected: dict, backend: str) -> None:
 
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_a_sweep_scores_alike_on_threads_processes_and_a_dask_cluster(name, client,
-                                                                       workers_cache,
-                                                                       loky_workers):
+                                                                       workers_cache):
     """GridSearchCV on two threads, two loky processes and the cluster's two workers gives
     one core's cv_results_ exactly; the parallel runs compile nothing (the workers write no
     cache file: they load the kernels the first run compiled)."""
@@ -134,7 +137,8 @@ def test_a_sweep_scores_alike_on_threads_processes_and_a_dask_cluster(name, clie
     there = _share_cache(workers_cache)
     cached = _cache_files(there)
     for backend in ("threading", "loky", "dask"):
-        with joblib.parallel_config(backend=backend, n_jobs=2):
+        workers = loky_workers_on(workers_cache) if backend == "loky" else contextlib.nullcontext()
+        with workers, joblib.parallel_config(backend=backend, n_jobs=2):
             search = GridSearchCV(estimator, GRID, cv=3, n_jobs=2).fit(X, y)
         _assert_same_scores(_scores(search), expected, backend)
     assert cached and _cache_files(there) == cached
