@@ -119,9 +119,10 @@ def _dense_one_row(operands, start, count, registers, masked):
     dense_tile(Z, A, W, b, 0, start, count, 1, registers, masked)
 
 
-@inline_llvm
+@inline_ir
 def forward_sample(params, layout, x, acts, hidden_activation):
-    """Forward pass of one sample, leaving the last layer's logits in ``acts``."""
+    """Forward pass of one sample, leaving the last layer's logits in ``acts``. Inlined at IR
+    level, so a caller holding the activation code as a constant compiles only its branch."""
     last = layout.shape[0] - 1
     for layer in range(last + 1):
         z = units(acts, layout, layer)
