@@ -12,7 +12,8 @@ from .csr import DenseKernels, in_dense_groups, trains_sparse
 from .epochs import epochs_kernel
 from .layers import NARROW
 from .losses import TRAINED_OUTPUTS
-from .minibatch import minibatch_kernels
+from .minibatch import batch_gradient as streamed_batch_gradient
+from .minibatch import blas_batch_gradient, minibatch_epoch
 from .optimizers import descend
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward
@@ -59,10 +60,10 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
         work = None
         if use_blas(layout, batch):
             work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
-        epoch = minibatch_kernels(hidden_activation, output_activation).epoch
         with _blas_threads_for(layout, batch):
-            total = epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size,
-                          optimizer, hyper, steps, alpha, scratch, work)
+            total = minibatch_epoch(params, state, grad, layout, X, Y, sample_weight, order,
+                                     batch_size, optimizer, hyper, steps, alpha,
+                                     hidden_activation, output_activation, scratch, work)
     return total / order.size
 
 
@@ -79,16 +80,16 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y, rows,
                       order, draws, n_draws, 1, optimizer, settings, steps,
-                      alpha if alpha != 0 else None, scratch, None, losses, schedule, stopping,
-                      bound)
+                      alpha if alpha != 0 else None, hidden_activation, output_activation,
+                      scratch, None, losses, schedule, stopping, bound)
     batch = min(batch_size, rows.size)
     work = None
     if use_blas(layout, batch):
         work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
     with _blas_threads_for(layout, batch):
         return epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch,
-                      optimizer, settings, steps, alpha, scratch, work, losses, schedule,
-                      stopping, bound)
+                      optimizer, settings, steps, alpha, hidden_activation, output_activation,
+                      scratch, work, losses, schedule, stopping, bound)
 
 
 def _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation, output_activation):
@@ -96,7 +97,7 @@ def _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation, output_
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         return epochs_kernel(per_sample_kernel(hidden_activation, output_activation,
                                                _shallow(layout), optimizer), True)
-    return epochs_kernel(minibatch_kernels(hidden_activation, output_activation).epoch, False)
+    return epochs_kernel(minibatch_epoch, False)
 
 
 # The configurations (many-epochs kernel, dtype) this process has asked sgd_epochs_due about.
@@ -170,14 +171,13 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
     ``sample_weight`` unless None (see :func:`fastmlp.kernels.minibatch.batch_gradient`):
     through BLAS when the batch is large enough for it (``use_blas``), else streamed one
     sample at a time in ``scratch``."""
-    kernels = minibatch_kernels(hidden_activation, output_activation)
     if not use_blas(layout, rows.size):
-        return kernels.batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, scratch,
-                                      grad)
+        return streamed_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                       hidden_activation, output_activation, scratch, grad)
     work = blas_work(layout, X.shape[1], rows.size, params.dtype)
     with _blas_threads_for(layout, rows.size):
-        return kernels.blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
-                                           work, grad)
+        return blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                   hidden_activation, output_activation, work, grad)
 
 
 def _blas_threads_for(layout, batch_size: int):

@@ -31,14 +31,13 @@ REDO = 2
 def epochs_kernel(epoch, per_sample: bool):
     """The many-epochs kernel over ``epoch``: a per-sample kernel (per_sample.per_sample_kernel,
     with ``per_sample``: its ``state`` and ``alpha`` are then None for plain SGD and no
-    penalty, as dispatch.sgd_epoch passes them) or a mini-batch epoch kernel
-    (minibatch.minibatch_kernels)."""
+    penalty, as dispatch.sgd_epoch passes them) or minibatch.minibatch_epoch."""
 
     @standalone
     @specialised(epoch.py_func.__qualname__.rsplit(".", 1)[-1], per_sample)
     def train_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch_size,
-                     optimizer, settings, steps, alpha, scratch, work, losses, schedule,
-                     stopping, bound):
+                     optimizer, settings, steps, alpha, hidden, output, scratch, work, losses,
+                     schedule, stopping, bound):
         """Up to ``losses.size`` epochs over ``rows``, each shuffled (unless ``n_draws`` is 0)
         in ``order`` by Fisher-Yates from its own ``n_draws`` of the 32-bit ``draws`` (see
         kernels.shuffle), trained by ``epoch`` with the hyperparameters ``(learning rate,
@@ -65,7 +64,7 @@ def epochs_kernel(epoch, per_sample: bool):
                               scratch)
             else:
                 total = epoch(params, state, grad, layout, X, Y, None, order, batch_size,
-                              optimizer, hyper, steps, alpha, scratch, work)
+                              optimizer, hyper, steps, alpha, hidden, output, scratch, work)
             loss = total / n
             steps += steps_per_epoch
             if not math.isfinite(loss) or not cannot_overflow(params, layout, bound):

@@ -119,10 +119,9 @@ def _dense_one_row(operands, start, count, registers, masked):
     dense_tile(Z, A, W, b, 0, start, count, 1, registers, masked)
 
 
-@inline_ir
+@inline_llvm
 def forward_sample(params, layout, x, acts, hidden_activation):
-    """Forward pass of one sample, leaving the last layer's logits in ``acts``. Inlined at IR
-    level, so a caller holding the activation code as a constant compiles only its branch."""
+    """Forward pass of one sample, leaving the last layer's logits in ``acts``."""
     last = layout.shape[0] - 1
     for layer in range(last + 1):
         z = units(acts, layout, layer)

@@ -8,18 +8,11 @@ sum_i w_i too. Each sample's output delta is scaled by its weight, and backpropa
 linear in the deltas, carries the weight to every layer. A batch whose weights sum to zero has
 no mean: it counts as absent (zero loss and gradient, and minibatch_epoch takes no step for
 it), where scikit-learn would divide by zero. With None, Numba prunes every weighted branch
-(they test ``sample_weight is None``), so unweighted training compiles and runs as before.
-
-The kernels that run a network's layers are made per pair of activation codes
-(minibatch_kernels), as the per-sample kernels are: a fit compiles only its own activation's
-and loss's code (what that saves a first fit: docs/kernels.md)."""
-
-import functools
-from typing import NamedTuple
+(they test ``sample_weight is None``), so unweighted training compiles and runs as before."""
 
 import numpy as np
 
-from ._jit import inline_ir, specialised, standalone, standalone_with_runtime
+from ._jit import inline_ir, standalone, standalone_with_runtime
 from .codes import BLAS_CHUNK_ROWS, FAN_OUT, UNIT_OFF
 from .layers import (activate, chunk_block, forward_sample, layer_views, scale_by_derivative,
                      sum_squared_weights, units)
@@ -67,6 +60,52 @@ def _weighted_mean(params, layout, grad, sample_weight, rows, alpha, loss):
 
 
 @standalone
+def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
+                   output_activation, scratch, grad):
+    """Mean loss of the batch ``X[rows]`` (its output's loss plus scikit-learn's L2 penalty) and
+    its gradient, written into ``grad``; samples are streamed one at a time. The output code
+    is one of losses.TRAINED_OUTPUTS. Weighted means with ``sample_weight`` (see the module's
+    docstring)."""
+    T = params.dtype.type
+    last = layout.shape[0] - 1
+    n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
+    acts = scratch[:n_units]
+    deltas = scratch[n_units:2 * n_units]
+    grad[:] = T(0)
+    loss = T(0)
+    logs, product = 0.0, 1.0
+    for i in rows:
+        forward_sample(params, layout, X[i], acts, hidden_activation)
+        sample_loss, logs, product = _weighed_loss_and_delta(units(acts, layout, last), Y,
+                                                              sample_weight, i,
+                                                              output_activation,
+                                                              units(deltas, layout, last),
+                                                              logs, product)
+        loss += sample_loss
+        for layer in range(last, -1, -1):
+            W, _ = layer_views(params, layout, layer)
+            G, g = layer_views(grad, layout, layer)
+            delta = units(deltas, layout, layer)
+            a = X[i] if layer == 0 else units(acts, layout, layer - 1)
+            for k in range(a.size):
+                ak = a[k]
+                for j in range(delta.size):
+                    G[k, j] += ak * delta[j]
+            for j in range(delta.size):
+                g[j] += delta[j]
+            if layer > 0:
+                delta_prev = units(deltas, layout, layer - 1)
+                for k in range(a.size):
+                    acc = T(0)
+                    for j in range(delta.size):
+                        acc += W[k, j] * delta[j]
+                    delta_prev[k] = acc
+                scale_by_derivative(delta_prev, a, hidden_activation)
+    return _weighted_mean(params, layout, grad, sample_weight, rows, alpha,
+                          loss + logs + np.log(product))
+
+
+@standalone
 def _batch_mean(params, layout, grad, n, alpha, loss):
     """Turn the batch's summed loss ``loss`` and gradient ``grad`` into their means
     over its ``n`` samples with scikit-learn's L2 penalty added; returns the mean loss."""
@@ -81,165 +120,106 @@ def _batch_mean(params, layout, grad, n, alpha, loss):
     return loss / n + alpha / 2 * sum_squared_weights(params, layout) / n
 
 
-class MinibatchKernels(NamedTuple):
-    """The mini-batch kernels of one pair of activation codes (see minibatch_kernels)."""
-    batch_gradient: object
-    blas_batch_gradient: object
-    epoch: object
 
-
-@functools.cache
-def minibatch_kernels(hidden_activation: int, output_activation: int) -> MinibatchKernels:
-    """The mini-batch kernels for a hidden activation code and an output code (one of
-    losses.TRAINED_OUTPUTS), made on first use. The codes are constants of the kernels, as
-    in per_sample.per_sample_kernel: Numba prunes the other activations' and losses' branches
-    (in forward_sample, activate, scale_by_derivative and loss_and_delta), so a fit compiles
-    only its network's."""
-
-    @standalone
-    @specialised(hidden_activation, output_activation)
-    def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, scratch, grad):
-        """Mean loss of the batch ``X[rows]`` (its output's loss plus scikit-learn's L2
-        penalty) and its gradient, written into ``grad``; samples are streamed one at a time.
-        Weighted means with ``sample_weight`` (see the module's docstring)."""
-        T = params.dtype.type
-        last = layout.shape[0] - 1
-        n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
-        acts = scratch[:n_units]
-        deltas = scratch[n_units:2 * n_units]
-        grad[:] = T(0)
-        loss = T(0)
-        logs, product = 0.0, 1.0
-        for i in rows:
-            forward_sample(params, layout, X[i], acts, hidden_activation)
-            sample_loss, logs, product = _weighed_loss_and_delta(units(acts, layout, last), Y,
-                                                                  sample_weight, i,
-                                                                  output_activation,
-                                                                  units(deltas, layout, last),
+@standalone_with_runtime
+def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
+                         output_activation, work, grad):
+    """batch_gradient with each layer's products over a chunk of samples done by BLAS
+    (``np.dot``): A @ W forward, A.T @ delta for the gradient and delta @ W.T backward.
+    ``work`` (see blas_work) holds a chunk's inputs, activations and deltas and one layer's
+    gradient. The loss and the output deltas are batch_gradient's, row by row."""
+    T = params.dtype.type
+    last = layout.shape[0] - 1
+    n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
+    d = X.shape[1]
+    chunk = min(rows.size, BLAS_CHUNK_ROWS)
+    acts_at = chunk * d
+    deltas_at = acts_at + chunk * n_units
+    partial_at = deltas_at + chunk * n_units
+    loss = T(0)
+    logs, product = 0.0, 1.0
+    for start in range(0, rows.size, chunk):
+        c = min(chunk, rows.size - start)
+        inputs = as_matrix(work[:c * d], c, d)
+        # Element by element: a row assigned whole (inputs[r] = X[i]) compiles Numba's
+        # shape-mismatch message, seconds of the first fit on this path.
+        for r in range(c):
+            x = X[rows[start + r]]
+            for k in range(d):
+                inputs[r, k] = x[k]
+        for layer in range(last + 1):
+            W, b = layer_views(params, layout, layer)
+            Z = chunk_block(work, acts_at, c, layout, layer)
+            np.dot(inputs if layer == 0 else chunk_block(work, acts_at, c, layout, layer - 1),
+                   W, Z)
+            for r in range(c):
+                for j in range(b.size):
+                    Z[r, j] += b[j]
+            if layer < last:
+                activate(Z.ravel(), hidden_activation)
+        Z = chunk_block(work, acts_at, c, layout, last)
+        D = chunk_block(work, deltas_at, c, layout, last)
+        for r in range(c):
+            sample_loss, logs, product = _weighed_loss_and_delta(Z[r], Y, sample_weight,
+                                                                  rows[start + r],
+                                                                  output_activation, D[r],
                                                                   logs, product)
             loss += sample_loss
-            for layer in range(last, -1, -1):
-                W, _ = layer_views(params, layout, layer)
-                G, g = layer_views(grad, layout, layer)
-                delta = units(deltas, layout, layer)
-                a = X[i] if layer == 0 else units(acts, layout, layer - 1)
-                for k in range(a.size):
-                    ak = a[k]
-                    for j in range(delta.size):
-                        G[k, j] += ak * delta[j]
-                for j in range(delta.size):
-                    g[j] += delta[j]
-                if layer > 0:
-                    delta_prev = units(deltas, layout, layer - 1)
-                    for k in range(a.size):
-                        acc = T(0)
-                        for j in range(delta.size):
-                            acc += W[k, j] * delta[j]
-                        delta_prev[k] = acc
-                    scale_by_derivative(delta_prev, a, hidden_activation)
-        return _weighted_mean(params, layout, grad, sample_weight, rows, alpha,
-                              loss + logs + np.log(product))
-
-    @standalone_with_runtime
-    @specialised(hidden_activation, output_activation)
-    def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, work, grad):
-        """batch_gradient with each layer's products over a chunk of samples done by BLAS
-        (``np.dot``): A @ W forward, A.T @ delta for the gradient and delta @ W.T backward.
-        ``work`` (see blas_work) holds a chunk's inputs, activations and deltas and one layer's
-        gradient. The loss and the output deltas are batch_gradient's, row by row."""
-        T = params.dtype.type
-        last = layout.shape[0] - 1
-        n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
-        d = X.shape[1]
-        chunk = min(rows.size, BLAS_CHUNK_ROWS)
-        acts_at = chunk * d
-        deltas_at = acts_at + chunk * n_units
-        partial_at = deltas_at + chunk * n_units
-        loss = T(0)
-        logs, product = 0.0, 1.0
-        for start in range(0, rows.size, chunk):
-            c = min(chunk, rows.size - start)
-            inputs = as_matrix(work[:c * d], c, d)
-            # Element by element: a row assigned whole (inputs[r] = X[i]) compiles Numba's
-            # shape-mismatch message, seconds of the first fit on this path.
+        for layer in range(last, -1, -1):
+            W, _ = layer_views(params, layout, layer)
+            G, g = layer_views(grad, layout, layer)
+            D = chunk_block(work, deltas_at, c, layout, layer)
+            A = inputs if layer == 0 else chunk_block(work, acts_at, c, layout, layer - 1)
+            if start == 0:
+                # The first chunk writes the weights' gradient outright: no zeroing pass.
+                np.dot(A.T, D, G)
+                g[:] = T(0)
+            else:
+                partial = as_matrix(work[partial_at:partial_at + W.size], W.shape[0],
+                                     W.shape[1])
+                np.dot(A.T, D, partial)
+                for k in range(W.shape[0]):
+                    for j in range(W.shape[1]):
+                        G[k, j] += partial[k, j]
             for r in range(c):
-                x = X[rows[start + r]]
-                for k in range(d):
-                    inputs[r, k] = x[k]
-            for layer in range(last + 1):
-                W, b = layer_views(params, layout, layer)
-                Z = chunk_block(work, acts_at, c, layout, layer)
-                np.dot(inputs if layer == 0 else chunk_block(work, acts_at, c, layout, layer - 1),
-                       W, Z)
-                for r in range(c):
-                    for j in range(b.size):
-                        Z[r, j] += b[j]
-                if layer < last:
-                    activate(Z.ravel(), hidden_activation)
-            Z = chunk_block(work, acts_at, c, layout, last)
-            D = chunk_block(work, deltas_at, c, layout, last)
-            for r in range(c):
-                sample_loss, logs, product = _weighed_loss_and_delta(Z[r], Y, sample_weight,
-                                                                      rows[start + r],
-                                                                      output_activation, D[r],
-                                                                      logs, product)
-                loss += sample_loss
-            for layer in range(last, -1, -1):
-                W, _ = layer_views(params, layout, layer)
-                G, g = layer_views(grad, layout, layer)
-                D = chunk_block(work, deltas_at, c, layout, layer)
-                A = inputs if layer == 0 else chunk_block(work, acts_at, c, layout, layer - 1)
-                if start == 0:
-                    # The first chunk writes the weights' gradient outright: no zeroing pass.
-                    np.dot(A.T, D, G)
-                    g[:] = T(0)
-                else:
-                    partial = as_matrix(work[partial_at:partial_at + W.size], W.shape[0],
-                                         W.shape[1])
-                    np.dot(A.T, D, partial)
-                    for k in range(W.shape[0]):
-                        for j in range(W.shape[1]):
-                            G[k, j] += partial[k, j]
-                for r in range(c):
-                    for j in range(g.size):
-                        g[j] += D[r, j]
-                if layer > 0:
-                    previous = chunk_block(work, deltas_at, c, layout, layer - 1)
-                    np.dot(D, W.T, previous)
-                    scale_by_derivative(previous.ravel(), A.ravel(), hidden_activation)
-        return _weighted_mean(params, layout, grad, sample_weight, rows, alpha,
-                              loss + logs + np.log(product))
+                for j in range(g.size):
+                    g[j] += D[r, j]
+            if layer > 0:
+                previous = chunk_block(work, deltas_at, c, layout, layer - 1)
+                np.dot(D, W.T, previous)
+                scale_by_derivative(previous.ravel(), A.ravel(), hidden_activation)
+    return _weighted_mean(params, layout, grad, sample_weight, rows, alpha,
+                          loss + logs + np.log(product))
 
-    @standalone
-    @specialised(hidden_activation, output_activation)
-    def minibatch_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size,
-                        optimizer, hyper, steps, alpha, scratch, work):
-        """Batches of more than one sample: mean gradient, then one step of the optimizer (see
-        optimizers.descend; ``steps`` is the steps it took before this epoch). Returns the summed
-        loss, each batch's loss weighted by its size; a batch of zero total weight takes no step
-        (and counts none) and adds nothing. Exactly one of ``scratch`` and ``work`` is
-        None: the gradient streams samples one at a time (batch_gradient) in ``scratch``, or goes
-        through BLAS (blas_batch_gradient) in ``work``.
 
-        Numba prunes a branch on ``is None`` only where the argument is None, so each path sits
-        under a test that is False when its own buffer is None: with one if/else, an array
-        ``work`` would compile both kernels, seconds of the first fit."""
-        total = 0.0
-        for start in range(0, order.size, batch_size):
-            rows = order[start:min(start + batch_size, order.size)]
-            if sample_weight is not None:
-                if not has_weight(sample_weight, rows):
-                    continue
-            loss = 0.0
-            if scratch is not None:
-                loss = batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, scratch,
-                                      grad)
-            if work is not None:
-                loss = blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, work,
-                                           grad)
-            descend(params, state, grad, optimizer, hyper, steps)
-            steps += 1
-            total += loss * rows.size
-        return total
+@standalone
+def minibatch_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size,
+                     optimizer, hyper, steps, alpha, hidden_activation, output_activation,
+                     scratch, work):
+    """Batches of more than one sample: mean gradient, then one step of the optimizer (see
+    optimizers.descend; ``steps`` is the steps it took before this epoch). Returns the summed
+    loss, each batch's loss weighted by its size; a batch of zero total weight takes no step
+    (and counts none) and adds nothing. Exactly one of ``scratch`` and ``work`` is
+    None: the gradient streams samples one at a time (batch_gradient) in ``scratch``, or goes
+    through BLAS (blas_batch_gradient) in ``work``.
 
-    return MinibatchKernels(batch_gradient, blas_batch_gradient, minibatch_epoch)
+    Numba prunes a branch on ``is None`` only where the argument is None, so each path sits
+    under a test that is False when its own buffer is None: with one if/else, an array
+    ``work`` would compile both kernels, seconds of the first fit."""
+    total = 0.0
+    for start in range(0, order.size, batch_size):
+        rows = order[start:min(start + batch_size, order.size)]
+        if sample_weight is not None:
+            if not has_weight(sample_weight, rows):
+                continue
+        loss = 0.0
+        if scratch is not None:
+            loss = batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                  hidden_activation, output_activation, scratch, grad)
+        if work is not None:
+            loss = blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                        hidden_activation, output_activation, work, grad)
+        descend(params, state, grad, optimizer, hyper, steps)
+        steps += 1
+        total += loss * rows.size
+    return total

@@ -32,8 +32,8 @@ class BlasGradient:
     def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden, output,
                        scratch, grad):
         work = dispatch.blas_work(layout, X.shape[1], rows.size, params.dtype)
-        kernel = minibatch.minibatch_kernels(hidden, output).blas_batch_gradient
-        return kernel(params, layout, X, Y, sample_weight, rows, alpha, work, grad)
+        return minibatch.blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                                             hidden, output, work, grad)
 
 
 GRADIENTS = {**BACKENDS, "numba-blas": BlasGradient}
