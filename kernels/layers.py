@@ -177,19 +177,18 @@ def backprop_step_narrow(W, b, SW, sb, a, delta, delta_prev, alpha, step, nester
     """backprop_step for a layer with few units (an output layer): one pass down each column,
     so the inner loop runs over the many inputs. delta_prev sums its terms in the same order."""
     T = W.dtype.type
-    for k in range(a.size):
-        delta_prev[k] = T(0)
     for j in range(delta.size):
         dj = delta[j]
+        # The first column starts the sums: LLVM made a loop zeroing them a call to memset.
         if SW is None:
             for k in range(a.size):
                 w = W[k, j]
-                delta_prev[k] += w * dj
+                delta_prev[k] = (delta_prev[k] if j else T(0)) + w * dj
                 W[k, j] = sgd_update(w, l2_gradient(a[k] * dj, alpha, w), step[0])
         else:
             for k in range(a.size):
                 w = W[k, j]
-                delta_prev[k] += w * dj
+                delta_prev[k] = (delta_prev[k] if j else T(0)) + w * dj
                 W[k, j] = update(w, l2_gradient(a[k] * dj, alpha, w), SW, (k, j), step,
                                  nesterov)
     step_biases(b, sb, delta, step, nesterov)

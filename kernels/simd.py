@@ -93,6 +93,7 @@ class _Block:
         self.vector = ir.VectorType(self.item, self.n)
         self.align = context.get_abi_sizeof(self.item)
         self.zero = context.get_constant(types.intp, 0)
+        self.count = count
         self.mask = None
         if masked.literal_value:
             index = ir.VectorType(count.type, self.n)
@@ -144,12 +145,40 @@ class _Block:
                                         ir.Constant(self.vector, None)])
 
     def store(self, value, array_type, array, index, whole=False):
+        """Store the block at ``index``; a masked block lane by lane where a load may soon
+        overlap it: the CPU cannot forward a masked store to a load, and a load that overlaps
+        one waits until it is written to the cache (some 17 cycles a row of a 3-5-1 network's
+        first layer, whose rows are narrower than a register, so that each row's load
+        overlaps the previous row's store). A 1-D block is read back element by element; a
+        2-D one only when its rows are narrower than the block."""
         pointer = self._pointer(array_type, array, index)
         if self.mask is None or whole:
             self.builder.store(value, pointer, align=self.align)
             return
-        store, align = self._masked_intrinsic("store", ir.VoidType(), pointer)
-        self.builder.call(store, [value, pointer, align, self.mask])
+        if array_type.ndim == 1:
+            self._store_lanes(value, array_type, array, index)
+            return
+        row_bytes = cgutils.unpack_tuple(
+            self.builder, make_array(array_type)(self.context, self.builder, array).strides)[0]
+        narrow = self.builder.icmp_signed("<", row_bytes,
+                                          row_bytes.type(self.n * self.align))
+        with self.builder.if_else(narrow) as (by_lanes, whole_block):
+            with by_lanes:
+                self._store_lanes(value, array_type, array, index)
+            with whole_block:
+                store, align = self._masked_intrinsic("store", ir.VoidType(), pointer)
+                self.builder.call(store, [value, pointer, align, self.mask])
+
+    def _store_lanes(self, value, array_type, array, index):
+        """Store the first ``count`` lanes of the block at ``index`` one at a time."""
+        builder = self.builder
+        *rows, start = index if isinstance(index, list) else [index]
+        for lane in range(self.n):
+            with builder.if_then(builder.icmp_unsigned("<", self.count.type(lane), self.count),
+                                 likely=True):
+                builder.store(builder.extract_element(value, self.zero.type(lane)),
+                              self._element(array_type, array,
+                                            [*rows, builder.add(start, start.type(lane))]))
 
     def fma(self, a, b, c):
         return _fma(self.builder, a, b, c)
