@@ -58,7 +58,7 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
     else:
         batch = min(batch_size, order.size)
         work = None
-        if use_blas(layout, batch):
+        if use_blas(batch):
             work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
         with _blas_threads_for(layout, batch):
             total = minibatch_epoch(params, state, grad, layout, X, Y, sample_weight, order,
@@ -84,7 +84,7 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
                       scratch, None, losses, schedule, stopping, bound)
     batch = min(batch_size, rows.size)
     work = None
-    if use_blas(layout, batch):
+    if use_blas(batch):
         work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
     with _blas_threads_for(layout, batch):
         return epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch,
@@ -171,7 +171,7 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
     ``sample_weight`` unless None (see :func:`fastmlp.kernels.minibatch.batch_gradient`):
     through BLAS when the batch is large enough for it (``use_blas``), else streamed one
     sample at a time in ``scratch``."""
-    if not use_blas(layout, rows.size):
+    if not use_blas(rows.size):
         return streamed_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
                                        hidden_activation, output_activation, scratch, grad)
     work = blas_work(layout, X.shape[1], rows.size, params.dtype)
@@ -183,7 +183,7 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
 def _blas_threads_for(layout, batch_size: int):
     """The BLAS thread limit for batches of ``batch_size`` samples: BLAS's own threads only
     for large batches on large networks (smaller products are too small to share)."""
-    if use_blas(layout, batch_size) and not (_large_network(layout)
+    if use_blas(batch_size) and not (_large_network(layout)
                                              and batch_size >= BLAS_THREADS_FROM_BATCH):
         return ONE_BLAS_THREAD
     return contextlib.nullcontext()
@@ -224,11 +224,9 @@ class _OneBlasThread:
 ONE_BLAS_THREAD = _OneBlasThread()
 
 
-# Mini-batches of at least BLAS_MIN_BATCH samples go through BLAS (of BLAS_MIN_BATCH_LARGE on
-# networks of LARGE_NETWORK_WEIGHTS weights or more); smaller ones stream samples one at a
-# time, which is faster there.
-BLAS_MIN_BATCH = 32
-BLAS_MIN_BATCH_LARGE = 8
+# Mini-batches of at least BLAS_MIN_BATCH samples go through the chunked products
+# (blas_batch_gradient); smaller ones stream samples one at a time, which is faster there.
+BLAS_MIN_BATCH = 8
 LARGE_NETWORK_WEIGHTS = 4096
 # BLAS may use its threads for batches of this many samples or more on large networks; else
 # it is kept to one (smaller products are too small to share).
@@ -239,9 +237,9 @@ def _large_network(layout) -> bool:
     return (layout[:, FAN_IN] * layout[:, FAN_OUT]).sum() >= LARGE_NETWORK_WEIGHTS
 
 
-def use_blas(layout, batch_size: int) -> bool:
-    """Whether batches of ``batch_size`` samples should go through BLAS."""
-    return batch_size >= (BLAS_MIN_BATCH_LARGE if _large_network(layout) else BLAS_MIN_BATCH)
+def use_blas(batch_size: int) -> bool:
+    """Whether batches of ``batch_size`` samples should go through blas_batch_gradient."""
+    return batch_size >= BLAS_MIN_BATCH
 
 
 def blas_work(layout, n_features: int, batch_size: int, dtype) -> np.ndarray:
@@ -249,7 +247,7 @@ def blas_work(layout, n_features: int, batch_size: int, dtype) -> np.ndarray:
     weights = layout[:, FAN_IN] * layout[:, FAN_OUT]
     chunk = min(batch_size, BLAS_CHUNK_ROWS)
     n_units = int(layout[-1, UNIT_OFF] + layout[-1, FAN_OUT])
-    return np.empty(chunk * (n_features + 2 * n_units) + int(weights.max()), dtype)
+    return np.empty(chunk * (n_features + 2 * n_units) + n_units + int(weights.max()), dtype)
 
 
 # What sparse_sgd_epoch runs on densified rows.

@@ -13,7 +13,8 @@ network never promotes to float64 in a hot loop.
 import numpy as np
 
 from ._jit import inline_ir, inline_llvm, inline_llvm_reassociating
-from .codes import B_OFF, FAN_IN, FAN_OUT, LOGISTIC, RELU, TANH, UNIT_OFF, W_OFF
+from .codes import (B_OFF, FAN_IN, FAN_OUT, FORWARD_TILE_ROWS, LOGISTIC, RELU, TANH, UNIT_OFF,
+                    W_OFF)
 from .optimizers import ADAM_BUFFERS, l2_gradient, sgd_update, step_biases, update
 from .simd import (as_matrix, as_vector, dense_tile, lane_buffer, lanes_in, load_scaled,
                    step_and_accumulate, store_block)
@@ -112,7 +113,7 @@ def dense_by_units(W, b, a, z):
 @inline_ir
 def _dense_one_row(operands, start, count, registers, masked):
     """One block of columns of dense's z, for ``operands = (W, b, a, z)`` with a and z as
-    1-row matrices. Prediction's path (_dense_rows) would do the same work, but compiling its
+    1-row matrices. Prediction's path (dense_rows) would do the same work, but compiling its
     multi-row tiles, which a single row never takes, lengthens the first training run's
     compile."""
     W, b, A, Z = operands
@@ -216,6 +217,30 @@ def in_column_blocks(block, n, lanes, operands, widest):
         j += lanes
     if j < n:
         block(operands, j, n - j, 1, True)
+
+
+@inline_ir
+def _dense_columns(operands, start, count, registers, masked):
+    """Columns ``start:start + count`` (one block, see _Block) of ``Z = A @ W + b`` for
+    ``operands = (W, b, A, Z)``, in tiles of FORWARD_TILE_ROWS rows and then single rows."""
+    W, b, A, Z = operands
+    r = 0
+    while A.shape[0] - r >= FORWARD_TILE_ROWS:
+        dense_tile(Z, A, W, b, r, start, count, FORWARD_TILE_ROWS, registers, masked)
+        r += FORWARD_TILE_ROWS
+    while r < A.shape[0]:
+        dense_tile(Z, A, W, b, r, start, count, 1, registers, masked)
+        r += 1
+
+
+@inline_llvm
+def dense_rows(W, b, A, Z):
+    """Z = A @ W + b for a block of rows (prediction's layers, the mini-batch products), in
+    column blocks of at most two registers: a tile keeps its 6 x 2 sums in registers, where
+    4 x 4 tiles (sixteen sums) spilled to the stack on AVX2's sixteen vector registers. W's
+    rows must be contiguous (a vector load reads a block of a row); A may be any view (a
+    transposed one: its elements are read one at a time)."""
+    in_column_blocks(_dense_columns, W.shape[1], lanes_in(W), (W, b, A, Z), 2)
 
 
 # With optimizer state the first layer streams its weights and their state buffers. Where

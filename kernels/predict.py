@@ -1,32 +1,9 @@
 """Prediction: the network's outputs for blocks of rows, each layer in register tiles."""
 
-from ._jit import inline_ir, standalone
-from .codes import FAN_OUT, FORWARD_TILE_ROWS, UNIT_OFF
-from .layers import activate, chunk_block, in_column_blocks, layer_views
+from ._jit import standalone
+from .codes import FAN_OUT, UNIT_OFF
+from .layers import activate, chunk_block, dense_rows, layer_views
 from .losses import output_activate
-from .simd import dense_tile, lanes_in
-
-
-@inline_ir
-def _dense_columns(operands, start, count, registers, masked):
-    """Columns ``start:start + count`` (one block, see _Block) of ``Z = A @ W + b`` for
-    ``operands = (W, b, A, Z)``, in tiles of FORWARD_TILE_ROWS rows and then single rows."""
-    W, b, A, Z = operands
-    r = 0
-    while A.shape[0] - r >= FORWARD_TILE_ROWS:
-        dense_tile(Z, A, W, b, r, start, count, FORWARD_TILE_ROWS, registers, masked)
-        r += FORWARD_TILE_ROWS
-    while r < A.shape[0]:
-        dense_tile(Z, A, W, b, r, start, count, 1, registers, masked)
-        r += 1
-
-
-@inline_ir
-def _dense_rows(W, b, A, Z):
-    """Z = A @ W + b for a block of rows, in column blocks of at most two registers: a tile
-    keeps its 6 x 2 sums in registers, where 4 x 4 tiles (sixteen sums) spilled to the stack
-    on AVX2's sixteen vector registers."""
-    in_column_blocks(_dense_columns, W.shape[1], lanes_in(W), (W, b, A, Z), 2)
 
 
 @standalone
@@ -37,9 +14,10 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
     spread row blocks over threads.
 
     Rows go through the network in blocks of as many rows as ``scratch`` holds activation
-    vectors, layer by layer, and each layer in register tiles (_dense_rows): a tile's sums stay
-    in registers, and each vector of weights loaded serves a tile's rows. Each sum adds its terms
-    in the order of the inputs, each product and sum rounded once (fused multiply-add)."""
+    vectors, layer by layer, and each layer in register tiles (layers.dense_rows): a tile's
+    sums stay in registers, and each vector of weights loaded serves a tile's rows. Each sum
+    adds its terms in the order of the inputs, each product and sum rounded once (fused
+    multiply-add)."""
     last = layout.shape[0] - 1
     n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
     block = max(1, scratch.size // n_units)
@@ -55,7 +33,7 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
                 A = X[start:stop]
             else:
                 A = chunk_block(scratch, 0, rows, layout, layer - 1)
-            _dense_rows(W, b, A, Z)
+            dense_rows(W, b, A, Z)
             if layer < last:
                 activate(scratch[rows * u_off:rows * (u_off + fan_out)], hidden_activation)
             else:

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from fastmlp import FastMLP, _validation
+from fastmlp.kernels import dispatch
+from fastmlp.kernels.layout import make_layout
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastmlp.exceptions.ConvergenceWarning")
 
@@ -45,11 +47,14 @@ def test_a_refused_refit_leaves_the_fitted_model_as_it_was():
 
 def test_the_estimate_counts_parameters_and_kernel_work(monkeypatch):
     """Refused exactly when the estimate exceeds the memory: 6 float64 copies of the buffer
-    plus the float64 initial draw, and the mini-batch work space for the batch's rows."""
+    plus the float64 initial draw, and the mini-batch work space (dispatch.blas_work's) for
+    the batch's rows."""
     sizes = [4, 3, 1]
     n_params, n_units = 4 * 3 + 3 + 3 * 1 + 1, 3 + 1
     rows = 10      # a batch of 10, less than the 40 samples and the kernel's chunk
-    needed = n_params * (8 + 6 * 8) + 8 * (rows * (4 + 2 * n_units) + 12)
+    needed = n_params * (8 + 6 * 8) + 8 * (rows * (4 + 2 * n_units) + n_units + 12)
+    layout = make_layout(sizes)[0]
+    assert dispatch.blas_work(layout, 4, rows, np.float64).nbytes == needed - n_params * 56
     monkeypatch.setattr(_validation, "physical_memory", lambda: needed)
     _validation.check_network_memory(sizes, 8, 40, 10)
     with pytest.raises(ValueError, match=r"hidden_layer_sizes=\(3,\) makes a network of 19 "):
