@@ -1,9 +1,9 @@
 """The decorators every kernel is compiled with, named for how a function is compiled, and the
 disk cache they share.
 
-All of them cache to disk and release the GIL (``nogil=True``) and, but for
-``standalone_with_runtime``, go without Numba's reference-counting runtime (``_nrt=False``):
-no kernel allocates, and without the runtime an array view costs no atomic incref/decref.
+All of them cache to disk, release the GIL (``nogil=True``) and go without Numba's
+reference-counting runtime (``_nrt=False``): no kernel allocates, and without the runtime an
+array view costs no atomic incref/decref.
 See docs/kernels.md for why each exists and what it was measured to buy.
 """
 
@@ -213,6 +213,3 @@ inline_llvm = _cached(njit(**_LLVM_INLINED))
 # The same, with LLVM free to reassociate sums and contract multiply-adds (fastmath's "reassoc"
 # and "contract" only), for loops whose sums should go in SIMD partial sums.
 inline_llvm_reassociating = _cached(njit(**_LLVM_INLINED, fastmath={"reassoc", "contract"}))
-# With the reference-counting runtime, which Numba's np.dot(a, b, out) needs to return ``out``
-# (set explicitly: a kernel called from one compiled without it would inherit that).
-standalone_with_runtime = _cached(njit(nogil=True, _nrt=True))

@@ -1,7 +1,6 @@
 """The compiled backend's entry points: picks and specialises the kernel an epoch needs, and
 keeps BLAS's threads in check. The same functions as :mod:`fastmlp.kernels.reference`."""
 
-import contextlib
 import functools
 import threading
 
@@ -58,12 +57,11 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
     else:
         batch = min(batch_size, order.size)
         work = None
-        if use_blas(batch):
+        if use_blas(layout, batch):
             work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
-        with _blas_threads_for(layout, batch):
-            total = minibatch_epoch(params, state, grad, layout, X, Y, sample_weight, order,
-                                     batch_size, optimizer, hyper, steps, alpha,
-                                     hidden_activation, output_activation, scratch, work)
+        total = minibatch_epoch(params, state, grad, layout, X, Y, sample_weight, order,
+                                 batch_size, optimizer, hyper, steps, alpha, hidden_activation,
+                                 output_activation, scratch, work)
     return total / order.size
 
 
@@ -84,12 +82,11 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
                       scratch, None, losses, schedule, stopping, bound)
     batch = min(batch_size, rows.size)
     work = None
-    if use_blas(batch):
+    if use_blas(layout, batch):
         work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
-    with _blas_threads_for(layout, batch):
-        return epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch,
-                      optimizer, settings, steps, alpha, hidden_activation, output_activation,
-                      scratch, work, losses, schedule, stopping, bound)
+    return epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch,
+                  optimizer, settings, steps, alpha, hidden_activation, output_activation,
+                  scratch, work, losses, schedule, stopping, bound)
 
 
 def _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation, output_activation):
@@ -169,39 +166,30 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
                    output_activation, scratch, grad):
     """Mean loss of the batch ``X[rows]`` and its gradient in ``grad``, weighted by
     ``sample_weight`` unless None (see :func:`fastmlp.kernels.minibatch.batch_gradient`):
-    through BLAS when the batch is large enough for it (``use_blas``), else streamed one
-    sample at a time in ``scratch``."""
-    if not use_blas(rows.size):
+    over chunks of rows when the batch is large enough for it (``use_blas``), else streamed
+    one sample at a time in ``scratch``."""
+    if not use_blas(layout, rows.size):
         return streamed_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
                                        hidden_activation, output_activation, scratch, grad)
     work = blas_work(layout, X.shape[1], rows.size, params.dtype)
-    with _blas_threads_for(layout, rows.size):
-        return blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
-                                   hidden_activation, output_activation, work, grad)
-
-
-def _blas_threads_for(layout, batch_size: int):
-    """The BLAS thread limit for batches of ``batch_size`` samples: BLAS's own threads only
-    for large batches on large networks (smaller products are too small to share)."""
-    if use_blas(batch_size) and not (_large_network(layout)
-                                             and batch_size >= BLAS_THREADS_FROM_BATCH):
-        return ONE_BLAS_THREAD
-    return contextlib.nullcontext()
+    return blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
+                               hidden_activation, output_activation, work, grad)
 
 
 @functools.cache
 def _blas_threads():
-    # Numba's np.dot calls SciPy's BLAS: loaded first, so that the controller finds it.
+    # SciPy's BLAS loaded first, so that the controller finds it too.
     import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import ThreadpoolController
     return ThreadpoolController()
 
 
 class _OneBlasThread:
-    """A context keeping BLAS to one thread while any epoch in it runs. The limit is
-    process-wide, so epochs running at once in several threads share it: the first one in
-    sets it and the last one out restores BLAS's own setting (with one limit per epoch, an
-    epoch that finished first would restore the limit a later one had found)."""
+    """A context keeping BLAS to one thread while any work in it runs (the NumPy backend's
+    products of chunks of rows; the compiled kernels use no BLAS). The limit is process-wide,
+    so work running at once in several threads shares it: the first one in sets it and the
+    last one out restores BLAS's own setting (with one limit each, work that finished first
+    would restore the limit a later one had found)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -225,21 +213,21 @@ ONE_BLAS_THREAD = _OneBlasThread()
 
 
 # Mini-batches of at least BLAS_MIN_BATCH samples go through the chunked products
-# (blas_batch_gradient); smaller ones stream samples one at a time, which is faster there.
-BLAS_MIN_BATCH = 8
+# (blas_batch_gradient; of BLAS_MIN_BATCH_LARGE on networks of LARGE_NETWORK_WEIGHTS weights
+# or more); smaller ones stream samples one at a time, which is faster there or, from batches
+# of 8 on small networks, compiles in less time on a first fit.
+BLAS_MIN_BATCH = 32
+BLAS_MIN_BATCH_LARGE = 8
 LARGE_NETWORK_WEIGHTS = 4096
-# BLAS may use its threads for batches of this many samples or more on large networks; else
-# it is kept to one (smaller products are too small to share).
-BLAS_THREADS_FROM_BATCH = 64
 
 
 def _large_network(layout) -> bool:
     return (layout[:, FAN_IN] * layout[:, FAN_OUT]).sum() >= LARGE_NETWORK_WEIGHTS
 
 
-def use_blas(batch_size: int) -> bool:
+def use_blas(layout, batch_size: int) -> bool:
     """Whether batches of ``batch_size`` samples should go through blas_batch_gradient."""
-    return batch_size >= BLAS_MIN_BATCH
+    return batch_size >= (BLAS_MIN_BATCH_LARGE if _large_network(layout) else BLAS_MIN_BATCH)
 
 
 def blas_work(layout, n_features: int, batch_size: int, dtype) -> np.ndarray:

@@ -12,7 +12,7 @@ network never promotes to float64 in a hot loop.
 
 import numpy as np
 
-from ._jit import inline_ir, inline_llvm, inline_llvm_reassociating
+from ._jit import inline_ir, inline_llvm, inline_llvm_reassociating, standalone
 from .codes import (B_OFF, FAN_IN, FAN_OUT, FORWARD_TILE_ROWS, LOGISTIC, RELU, TANH, UNIT_OFF,
                     W_OFF)
 from .optimizers import ADAM_BUFFERS, l2_gradient, sgd_update, step_biases, update
@@ -233,13 +233,16 @@ def _dense_columns(operands, start, count, registers, masked):
         r += 1
 
 
-@inline_llvm
+# Called, not inlined: a call costs nothing next to a product of matrices, and each inlined
+# copy of the tiles' loops lengthens the caller's compile by seconds.
+@standalone
 def dense_rows(W, b, A, Z):
     """Z = A @ W + b for a block of rows (prediction's layers, the mini-batch products), in
     column blocks of at most two registers: a tile keeps its 6 x 2 sums in registers, where
     4 x 4 tiles (sixteen sums) spilled to the stack on AVX2's sixteen vector registers. W's
     rows must be contiguous (a vector load reads a block of a row); A may be any view (a
-    transposed one: its elements are read one at a time)."""
+    transposed one: its elements are read one at a time through its strides, and every
+    caller passes it as simd.strided, so that one compiled kernel serves them all)."""
     in_column_blocks(_dense_columns, W.shape[1], lanes_in(W), (W, b, A, Z), 2)
 
 

@@ -12,13 +12,13 @@ it), where scikit-learn would divide by zero. With None, Numba prunes every weig
 
 import numpy as np
 
-from ._jit import inline_ir, standalone, standalone_with_runtime
+from ._jit import inline_ir, standalone
 from .codes import BLAS_CHUNK_ROWS, FAN_OUT, UNIT_OFF
 from .layers import (activate, chunk_block, dense_rows, forward_sample, layer_views,
                      scale_by_derivative, sum_squared_weights, units)
 from .losses import loss_and_delta
 from .optimizers import descend
-from .simd import as_matrix
+from .simd import as_matrix, as_vector, strided
 
 
 @inline_ir
@@ -121,16 +121,15 @@ def _batch_mean(params, layout, grad, n, alpha, loss):
 
 
 
-@standalone_with_runtime
+@standalone
 def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
                          output_activation, work, grad):
-    """batch_gradient with each layer's products over a chunk of samples done a chunk at a
-    time: A @ W + b forward and A.T @ delta for the gradient in register tiles
-    (layers.dense_rows, twice BLAS's speed here: OpenBLAS runs its AVX2 kernels on this
-    AVX-512 CPU), delta @ W.T backward by BLAS (``np.dot``: the tiles need W.T's rows
-    contiguous). ``work`` (see blas_work) holds a chunk's inputs, activations and deltas, one
-    layer's gradient and a zero bias. The loss and the output deltas are batch_gradient's, row
-    by row."""
+    """batch_gradient with each layer's products over a chunk of samples in register tiles
+    (layers.dense_rows): A @ W + b forward, A.T @ delta for the gradient and delta @ W.T
+    backward (W.T copied row-major: the tiles read vectors of its rows). Twice BLAS's speed
+    here, whose OpenBLAS runs its AVX2 kernels on this AVX-512 CPU. ``work`` (see blas_work)
+    holds a chunk's inputs, activations and deltas, a zero bias, and one layer's gradient or
+    transposed weights. The loss and the output deltas are batch_gradient's, row by row."""
     T = params.dtype.type
     last = layout.shape[0] - 1
     n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
@@ -138,9 +137,11 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
     chunk = min(rows.size, BLAS_CHUNK_ROWS)
     acts_at = chunk * d
     deltas_at = acts_at + chunk * n_units
-    zeros = work[deltas_at + chunk * n_units:deltas_at + chunk * n_units + n_units]
-    zeros[:] = T(0)
-    partial_at = deltas_at + chunk * n_units + n_units
+    zeros_at = deltas_at + chunk * n_units
+    zeros = work[zeros_at:zeros_at + n_units]
+    for j in range(n_units):
+        zeros[j] = T(0)
+    matrix_at = zeros_at + n_units
     loss = T(0)
     logs, product = 0.0, 1.0
     for start in range(0, rows.size, chunk):
@@ -155,10 +156,10 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
         for layer in range(last + 1):
             W, b = layer_views(params, layout, layer)
             Z = chunk_block(work, acts_at, c, layout, layer)
-            dense_rows(W, b, inputs if layer == 0 else
-                       chunk_block(work, acts_at, c, layout, layer - 1), Z)
+            dense_rows(W, b, strided(inputs if layer == 0 else
+                                     chunk_block(work, acts_at, c, layout, layer - 1)), Z)
             if layer < last:
-                activate(Z.ravel(), hidden_activation)
+                activate(as_vector(Z), hidden_activation)
         Z = chunk_block(work, acts_at, c, layout, last)
         D = chunk_block(work, deltas_at, c, layout, last)
         for r in range(c):
@@ -174,12 +175,13 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
             A = inputs if layer == 0 else chunk_block(work, acts_at, c, layout, layer - 1)
             if start == 0:
                 # The first chunk writes the weights' gradient outright: no zeroing pass.
-                dense_rows(D, zeros[:D.shape[1]], A.T, G)
-                g[:] = T(0)
+                dense_rows(D, zeros[:D.shape[1]], strided(A.T), G)
+                for j in range(g.size):
+                    g[j] = T(0)
             else:
-                partial = as_matrix(work[partial_at:partial_at + W.size], W.shape[0],
+                partial = as_matrix(work[matrix_at:matrix_at + W.size], W.shape[0],
                                      W.shape[1])
-                dense_rows(D, zeros[:D.shape[1]], A.T, partial)
+                dense_rows(D, zeros[:D.shape[1]], strided(A.T), partial)
                 for k in range(W.shape[0]):
                     for j in range(W.shape[1]):
                         G[k, j] += partial[k, j]
@@ -187,9 +189,13 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
                 for j in range(g.size):
                     g[j] += D[r, j]
             if layer > 0:
+                WT = as_matrix(work[matrix_at:matrix_at + W.size], W.shape[1], W.shape[0])
+                for k in range(W.shape[0]):
+                    for j in range(W.shape[1]):
+                        WT[j, k] = W[k, j]
                 previous = chunk_block(work, deltas_at, c, layout, layer - 1)
-                np.dot(D, W.T, previous)
-                scale_by_derivative(previous.ravel(), A.ravel(), hidden_activation)
+                dense_rows(WT, zeros[:WT.shape[1]], strided(D), previous)
+                scale_by_derivative(as_vector(previous), as_vector(A), hidden_activation)
     return _weighted_mean(params, layout, grad, sample_weight, rows, alpha,
                           loss + logs + np.log(product))
 

@@ -471,15 +471,27 @@ def dense_tile(typingctx, Z, A, W, b, row, start, count, rows, registers, masked
         block = _Block(context, builder, W.dtype, registers, masked, count_)
         bias = block.load(sig.args[3], b_, start_)
         sums = [cgutils.alloca_once_value(builder, bias) for _ in range(rows.literal_value)]
-        tile_rows = [builder.add(row_, row_.type(r)) for r in range(rows.literal_value)]
+        # Each tile row's first element's address, and the step between a row's elements in
+        # bytes: A's layout may be any (see strided), and its addresses are computed once here
+        # rather than from both strides per element.
+        byte = ir.IntType(8).as_pointer()
+        starts = [builder.bitcast(block._element(sig.args[1], A_, [builder.add(row_, row_.type(r)),
+                                                                    row_.type(0)]), byte)
+                  for r in range(rows.literal_value)]
+        step = cgutils.unpack_tuple(builder, make_array(sig.args[1])(context, builder,
+                                                                     A_).strides)[1]
+        A_item = context.get_data_type(A.dtype).as_pointer()
         W_rows = builder.extract_value(make_array(sig.args[2])(context, builder, W_).shape, 0)
         with cgutils.for_range(builder, W_rows) as loop:
             w = block.load(sig.args[2], W_, [loop.index, start_])
-            for total, r in zip(sums, tile_rows):
-                a = block.splat(block.scalar(sig.args[1], A_, [r, loop.index]))
+            offset = builder.mul(loop.index, step)
+            for total, first in zip(sums, starts):
+                item = builder.load(builder.bitcast(builder.gep(first, [offset]), A_item))
+                a = block.splat(context.cast(builder, item, A.dtype, W.dtype))
                 builder.store(block.fma(a, w, builder.load(total)), total)
-        for total, r in zip(sums, tile_rows):
-            block.store(builder.load(total), sig.args[0], Z_, [r, start_])
+        for r, total in enumerate(sums):
+            block.store(builder.load(total), sig.args[0], Z_, [builder.add(row_, row_.type(r)),
+                                                             start_])
         return context.get_dummy_value()
     return types.none(Z, A, W, b, row, start, count, rows, registers, masked), codegen
 
@@ -556,3 +568,21 @@ def as_vector(typingctx, matrix):
                        meminfo=source.meminfo, parent=source.parent)
         return impl_ret_borrowed(context, builder, vector_type, vector._getvalue())
     return vector_type(matrix), codegen
+
+
+def _strided_numpy(array):
+    return array
+
+
+@_intrinsic_or(_strided_numpy)
+def strided(typingctx, array):
+    """``array`` typed as any-layout (``"A"``): the same view, so that the kernels that read
+    their operand element by element through its strides (dense_rows's A) compile once for
+    a row-major matrix and a transposed one."""
+    if not isinstance(array, types.Array):
+        return None
+    any_layout = array.copy(layout="A")
+
+    def codegen(context, builder, sig, args):
+        return impl_ret_borrowed(context, builder, any_layout, args[0])
+    return any_layout(array), codegen

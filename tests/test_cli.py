@@ -684,7 +684,7 @@ def test_compile_fills_the_cache_that_a_later_fit_loads(tmp_path):
 
 
 def test_train_warms_up_the_batch_kernel_it_trains_with(tmp_path, monkeypatch):
-    # With batches of 8 or more the BLAS path trains: the warm-up must run it too.
+    # With batches of 32 or more the BLAS path trains: the warm-up must run it too.
     fits = []
     real_fit = FastMLP.fit
     monkeypatch.setattr(FastMLP, "fit", lambda self, X, y: fits.append(len(y)) or

@@ -143,7 +143,7 @@ def test_blas_minibatch_trajectories_match(case, activation, dtype, output, opti
     X = make_inputs(n_samples, hidden[0], dtype, seed=1)
     Y = make_targets(output, n_samples, dtype, seed=2)
     network = make_network([*hidden, n_outputs], dtype, seed=3)
-    assert dispatch.use_blas(batch_size)
+    assert dispatch.use_blas(network[1], batch_size)
     assert 3 * BLAS_CHUNK_ROWS >= n_samples > 2 * BLAS_CHUNK_ROWS or \
         case != "three-chunks"
     assert_same_trajectory(network, X, Y, epoch_orders("permutation", n_samples, seed=4),

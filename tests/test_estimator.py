@@ -148,7 +148,7 @@ print(sorted(name for name in sys.modules if name.split(".")[0] == "sklearn"))
 
 @pytest.mark.parametrize("batch_size, compiled_only, never", [
     (64, "blas_batch_gradient", "batch_gradient"),
-    (4, "batch_gradient", "blas_batch_gradient"),
+    (8, "batch_gradient", "blas_batch_gradient"),
 ], ids=["blas", "streaming"])
 def test_a_minibatch_fit_compiles_only_its_own_gradient_kernel(batch_size, compiled_only,
                                                                never, tmp_path):

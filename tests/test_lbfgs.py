@@ -84,7 +84,7 @@ def test_lbfgs_walks_sklearns_path(backend, activation, kind):
 def test_lbfgs_through_blas_walks_sklearns_path(backend):
     # Enough rows and units that the compiled backend's full-batch gradient goes through BLAS.
     X, _, coefs, _, model, oracle = lbfgs_pair("multiclass", backend, n=300, hidden=(40,))
-    assert dispatch.use_blas(X.shape[0])
+    assert dispatch.use_blas(model._layout, X.shape[0])
     assert_same_lbfgs(model, oracle, X, coefs)
 
 

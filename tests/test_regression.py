@@ -95,7 +95,7 @@ def test_sgd_walks_sklearns_path(loss, settings, n_outputs):
     X, coefs, model, oracle = oracle_pair(loss, n_outputs, n=N_ORACLE, activation="tanh",
                                           **params)
     if params["batch_size"] == 32:
-        assert dispatch.use_blas(32)
+        assert dispatch.use_blas(model._layout, 32)
     assert model.n_iter_ == N_EPOCHS
     assert_same_regressor(model, oracle, X, coefs)
 

@@ -40,8 +40,11 @@ def train_sklearn(X, y, coefs, intercepts, sample_weight=None, oracle=MLPClassif
     """scikit-learn's ``oracle`` (MLPClassifier or MLPRegressor) trained from the given
     weights: one throw-away fit sets up its classes and shapes, then a warm-started fit runs
     from our weights (it updates coefs_ in place), with the throw-away epoch's bookkeeping
-    (t_, the stopping rule's count) undone."""
-    settings = oracle_settings(dict(solver="sgd", learning_rate="constant") | params)
+    (t_, the stopping rule's count) undone. The throw-away fit starts from seeded weights: from
+    NumPy's global generator, whose state depends on the tests run before, its epoch could
+    overflow (an identity network with a Poisson loss did), and scikit-learn raises."""
+    settings = oracle_settings(dict(solver="sgd", learning_rate="constant", random_state=0)
+                               | params)
     max_iter = settings.pop("max_iter")
     model = oracle(warm_start=True, max_iter=1, **settings)
     with warnings.catch_warnings():
