@@ -438,7 +438,7 @@ def check_network_memory(sizes: list[int], itemsize: int, n_samples: int, batch_
     # The float64 initial draw, then params, velocity, gradient, the checkpoint's two copies
     # and early stopping's best weights; and the mini-batch kernel's work space.
     needed = n_params * (8 + 6 * itemsize) + \
-        itemsize * (rows * (sizes[0] + 2 * n_units) + n_units + max(weights))
+        itemsize * (rows * (sizes[0] + 2 * n_units) + n_units + sum(weights[1:]) + max(weights))
     available = physical_memory()
     if needed > available:
         raise ValueError(f"hidden_layer_sizes={tuple(sizes[1:-1])!r} makes a network of "

@@ -235,7 +235,8 @@ def blas_work(layout, n_features: int, batch_size: int, dtype) -> np.ndarray:
     weights = layout[:, FAN_IN] * layout[:, FAN_OUT]
     chunk = min(batch_size, BLAS_CHUNK_ROWS)
     n_units = int(layout[-1, UNIT_OFF] + layout[-1, FAN_OUT])
-    return np.empty(chunk * (n_features + 2 * n_units) + n_units + int(weights.max()), dtype)
+    return np.empty(chunk * (n_features + 2 * n_units) + n_units + int(weights[1:].sum())
+                    + int(weights.max()), dtype)
 
 
 # What sparse_sgd_epoch runs on densified rows.

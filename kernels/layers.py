@@ -17,7 +17,7 @@ from .codes import (B_OFF, FAN_IN, FAN_OUT, FORWARD_TILE_ROWS, LOGISTIC, RELU, T
                     W_OFF)
 from .optimizers import ADAM_BUFFERS, l2_gradient, sgd_update, step_biases, update
 from .simd import (as_matrix, as_vector, dense_tile, lane_buffer, lanes_in, load_scaled,
-                   step_and_accumulate, store_block)
+                   step_and_accumulate, store_block, strided)
 
 
 # Layers with fewer units than this (output layers) loop over inputs innermost.
@@ -233,16 +233,21 @@ def _dense_columns(operands, start, count, registers, masked):
         r += 1
 
 
-# Called, not inlined: a call costs nothing next to a product of matrices, and each inlined
-# copy of the tiles' loops lengthens the caller's compile by seconds.
-@standalone
+@inline_ir
 def dense_rows(W, b, A, Z):
     """Z = A @ W + b for a block of rows (prediction's layers, the mini-batch products), in
     column blocks of at most two registers: a tile keeps its 6 x 2 sums in registers, where
     4 x 4 tiles (sixteen sums) spilled to the stack on AVX2's sixteen vector registers. W's
     rows must be contiguous (a vector load reads a block of a row); A may be any view (a
-    transposed one: its elements are read one at a time through its strides, and every
-    caller passes it as simd.strided, so that one compiled kernel serves them all)."""
+    transposed one: its elements are read one at a time through its strides). A is passed on
+    as any-layout (simd.strided), so that one compiled kernel serves every caller."""
+    _dense_rows_strided(W, b, strided(A), Z)
+
+
+# Called, not inlined: a call costs nothing next to a product of matrices, and each inlined
+# copy of the tiles' loops lengthens the caller's compile by seconds.
+@standalone
+def _dense_rows_strided(W, b, A, Z):
     in_column_blocks(_dense_columns, W.shape[1], lanes_in(W), (W, b, A, Z), 2)
 
 

@@ -13,12 +13,12 @@ it), where scikit-learn would divide by zero. With None, Numba prunes every weig
 import numpy as np
 
 from ._jit import inline_ir, standalone
-from .codes import BLAS_CHUNK_ROWS, FAN_OUT, UNIT_OFF
+from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, UNIT_OFF
 from .layers import (activate, chunk_block, dense_rows, forward_sample, layer_views,
                      scale_by_derivative, sum_squared_weights, units)
 from .losses import loss_and_delta
 from .optimizers import descend
-from .simd import as_matrix, as_vector, strided
+from .simd import as_matrix, as_vector
 
 
 @inline_ir
@@ -121,6 +121,25 @@ def _batch_mean(params, layout, grad, n, alpha, loss):
 
 
 
+@inline_ir
+def _transposed_size(layout):
+    """The elements of every layer's weights but the first's: blas_work's room for their W.T."""
+    size = 0
+    for layer in range(1, layout.shape[0]):
+        size += layout[layer, FAN_IN] * layout[layer, FAN_OUT]
+    return size
+
+
+@inline_ir
+def _transposed(work, at, layout, layer):
+    """Layer ``layer``'s (> 0) W.T, row-major in ``work`` after the earlier layers' from
+    ``at``."""
+    for earlier in range(1, layer):
+        at += layout[earlier, FAN_IN] * layout[earlier, FAN_OUT]
+    fan_in, fan_out = layout[layer, FAN_IN], layout[layer, FAN_OUT]
+    return as_matrix(work[at:at + fan_in * fan_out], fan_out, fan_in)
+
+
 @standalone
 def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
                          output_activation, work, grad):
@@ -128,8 +147,9 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
     (layers.dense_rows): A @ W + b forward, A.T @ delta for the gradient and delta @ W.T
     backward (W.T copied row-major: the tiles read vectors of its rows). Twice BLAS's speed
     here, whose OpenBLAS runs its AVX2 kernels on this AVX-512 CPU. ``work`` (see blas_work)
-    holds a chunk's inputs, activations and deltas, a zero bias, and one layer's gradient or
-    transposed weights. The loss and the output deltas are batch_gradient's, row by row."""
+    holds a chunk's inputs, activations and deltas, a zero bias, the transposed weights of
+    every layer but the first, and one layer's gradient. The loss and the output deltas are
+    batch_gradient's, row by row."""
     T = params.dtype.type
     last = layout.shape[0] - 1
     n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
@@ -141,7 +161,15 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
     zeros = work[zeros_at:zeros_at + n_units]
     for j in range(n_units):
         zeros[j] = T(0)
-    matrix_at = zeros_at + n_units
+    # Every layer's W.T but the first's, copied once for all the chunks.
+    transposed_at = zeros_at + n_units
+    for layer in range(1, last + 1):
+        W, _ = layer_views(params, layout, layer)
+        WT = _transposed(work, transposed_at, layout, layer)
+        for k in range(W.shape[0]):
+            for j in range(W.shape[1]):
+                WT[j, k] = W[k, j]
+    matrix_at = transposed_at + _transposed_size(layout)
     loss = T(0)
     logs, product = 0.0, 1.0
     for start in range(0, rows.size, chunk):
@@ -156,8 +184,8 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
         for layer in range(last + 1):
             W, b = layer_views(params, layout, layer)
             Z = chunk_block(work, acts_at, c, layout, layer)
-            dense_rows(W, b, strided(inputs if layer == 0 else
-                                     chunk_block(work, acts_at, c, layout, layer - 1)), Z)
+            dense_rows(W, b, inputs if layer == 0 else
+                       chunk_block(work, acts_at, c, layout, layer - 1), Z)
             if layer < last:
                 activate(as_vector(Z), hidden_activation)
         Z = chunk_block(work, acts_at, c, layout, last)
@@ -175,13 +203,13 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
             A = inputs if layer == 0 else chunk_block(work, acts_at, c, layout, layer - 1)
             if start == 0:
                 # The first chunk writes the weights' gradient outright: no zeroing pass.
-                dense_rows(D, zeros[:D.shape[1]], strided(A.T), G)
+                dense_rows(D, zeros[:D.shape[1]], A.T, G)
                 for j in range(g.size):
                     g[j] = T(0)
             else:
                 partial = as_matrix(work[matrix_at:matrix_at + W.size], W.shape[0],
                                      W.shape[1])
-                dense_rows(D, zeros[:D.shape[1]], strided(A.T), partial)
+                dense_rows(D, zeros[:D.shape[1]], A.T, partial)
                 for k in range(W.shape[0]):
                     for j in range(W.shape[1]):
                         G[k, j] += partial[k, j]
@@ -189,12 +217,9 @@ def blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden
                 for j in range(g.size):
                     g[j] += D[r, j]
             if layer > 0:
-                WT = as_matrix(work[matrix_at:matrix_at + W.size], W.shape[1], W.shape[0])
-                for k in range(W.shape[0]):
-                    for j in range(W.shape[1]):
-                        WT[j, k] = W[k, j]
+                WT = _transposed(work, transposed_at, layout, layer)
                 previous = chunk_block(work, deltas_at, c, layout, layer - 1)
-                dense_rows(WT, zeros[:WT.shape[1]], strided(D), previous)
+                dense_rows(WT, zeros[:WT.shape[1]], D, previous)
                 scale_by_derivative(as_vector(previous), as_vector(A), hidden_activation)
     return _weighted_mean(params, layout, grad, sample_weight, rows, alpha,
                           loss + logs + np.log(product))

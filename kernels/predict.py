@@ -4,7 +4,6 @@ from ._jit import standalone
 from .codes import FAN_OUT, UNIT_OFF
 from .layers import activate, chunk_block, dense_rows, layer_views
 from .losses import output_activate
-from .simd import strided
 
 
 @standalone
@@ -34,7 +33,7 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
                 A = X[start:stop]
             else:
                 A = chunk_block(scratch, 0, rows, layout, layer - 1)
-            dense_rows(W, b, strided(A), Z)
+            dense_rows(W, b, A, Z)
             if layer < last:
                 activate(scratch[rows * u_off:rows * (u_off + fan_out)], hidden_activation)
             else:

@@ -52,7 +52,7 @@ def test_the_estimate_counts_parameters_and_kernel_work(monkeypatch):
     sizes = [4, 3, 1]
     n_params, n_units = 4 * 3 + 3 + 3 * 1 + 1, 3 + 1
     rows = 10      # a batch of 10, less than the 40 samples and the kernel's chunk
-    needed = n_params * (8 + 6 * 8) + 8 * (rows * (4 + 2 * n_units) + n_units + 12)
+    needed = n_params * (8 + 6 * 8) + 8 * (rows * (4 + 2 * n_units) + n_units + 3 + 12)
     layout = make_layout(sizes)[0]
     assert dispatch.blas_work(layout, 4, rows, np.float64).nbytes == needed - n_params * 56
     monkeypatch.setattr(_validation, "physical_memory", lambda: needed)
