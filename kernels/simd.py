@@ -121,11 +121,6 @@ class _Block:
         return self.builder.bitcast(self._element(array_type, array, index),
                                     self.vector.as_pointer())
 
-    def scalar(self, array_type, array, index):
-        """Element ``index`` of ``array``, in the block's dtype."""
-        value = self.builder.load(self._element(array_type, array, index))
-        return self.context.cast(self.builder, value, array_type.dtype, self.dtype)
-
     def _masked_intrinsic(self, name, return_type, pointer):
         i32 = ir.IntType(32)
         bits = ir.VectorType(ir.IntType(1), self.n)
