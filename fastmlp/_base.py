@@ -698,8 +698,7 @@ class BaseMLP:
         from .kernels.epochs import REDO, STOPPED
         n = len(rows)
         k = self._kernel_arguments(n)
-        if not dispatch.sgd_epochs_due(k.layout, k.batch, k.optimizer, k.hidden, k.output,
-                                       k.params.dtype):
+        if not dispatch.sgd_epochs_due(k.layout, k.batch, k.optimizer, k.output, k.params.dtype):
             return None
         optimizer = self._optimizer
         schedule = LEARNING_RATE_SCHEDULES.index(self.learning_rate) \

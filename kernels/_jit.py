@@ -149,18 +149,28 @@ def _closure_bytes(closure) -> bytes:
     return pickle.dumps(tuple(cells), protocol=4)
 
 
+# LLVM's optimisation level for the kernels (Numba's default is 3). The kernels spell out
+# their SIMD, so -O1 leaves their speed as it was and makes each compile's LLVM passes about a
+# quarter shorter (docs/kernels.md). Set only while a kernel compiles, under Numba's compiler
+# lock, so the user's own Numba functions keep NUMBA_OPT.
+OPT_LEVEL = config._OptLevel(1)
+
+
 def _releasing_after_compile(dispatcher):
-    """The dispatcher's ``compile`` (cache lookup, compile on a miss, save), releasing its
-    cache's lock when the outermost call ends, also by an error. Inside Numba's compiler
-    lock, which ``compile`` takes too: one thread of a process at a time holds the lock."""
+    """The dispatcher's ``compile`` (cache lookup, compile on a miss, save) at OPT_LEVEL,
+    releasing its cache's lock when the outermost call ends, also by an error. Inside Numba's
+    compiler lock, which ``compile`` takes too: one thread of a process at a time holds the
+    lock."""
     compile_ = dispatcher.compile
 
     def compile(sig):
         with global_compiler_lock:
             outermost = dispatcher._cache._compiling is None
+            opt, config.OPT = config.OPT, OPT_LEVEL
             try:
                 return compile_(sig)
             finally:
+                config.OPT = opt
                 if outermost:
                     dispatcher._cache.release()
     return compile

@@ -15,7 +15,7 @@ from .minibatch import batch_gradient as streamed_batch_gradient
 from .minibatch import blas_batch_gradient, minibatch_epoch
 from .optimizers import descend
 from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
-from .predict import forward
+from .predict import forward as _forward
 from .sparse import sparse_per_sample_kernel
 
 __all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sgd_epochs",
@@ -39,9 +39,9 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
     kernel if it implements the optimizer (PER_SAMPLE_OPTIMIZERS), else through the generic
     path of mini-batches (batch_gradient and descend), one sample a batch."""
     _check_trained_output(output_activation)
+    X, Y, sample_weight = _read_only(X), _read_only(Y), _read_only(sample_weight)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        epoch = per_sample_kernel(hidden_activation, output_activation, _shallow(layout),
-                                   optimizer)
+        epoch = per_sample_kernel(output_activation, _shallow(layout), optimizer)
         samples = order
         if sample_weight is not None:
             # A sample of zero weight is a batch of zero weight: absent. Any other sample's
@@ -53,7 +53,7 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
         if samples.size:
             total = epoch(params, state if optimizer != SGD else None, layout, X, Y,
                           sample_weight, samples, hyper, steps, alpha if alpha != 0 else None,
-                          scratch)
+                          hidden_activation, scratch)
     else:
         batch = min(batch_size, order.size)
         work = None
@@ -73,8 +73,8 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     see kernels.epochs.epochs_kernel for the arguments and what it returns. The same kernels
     as sgd_epoch's run each epoch."""
     _check_trained_output(output_activation)
-    epochs = _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation,
-                                output_activation)
+    X, Y = _read_only(X), _read_only(Y)
+    epochs = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y, rows,
                       order, draws, n_draws, 1, optimizer, settings, steps,
@@ -89,11 +89,11 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
                   scratch, work, losses, schedule, stopping, bound)
 
 
-def _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation, output_activation):
+def _epochs_kernel_for(layout, batch_size, optimizer, output_activation):
     """The many-epochs kernel sgd_epochs runs: around the epoch kernel sgd_epoch would."""
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        return epochs_kernel(per_sample_kernel(hidden_activation, output_activation,
-                                               _shallow(layout), optimizer), True)
+        return epochs_kernel(per_sample_kernel(output_activation, _shallow(layout), optimizer),
+                             True)
     return epochs_kernel(minibatch_epoch, False)
 
 
@@ -101,16 +101,14 @@ def _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation, output_
 _ASKED = set()
 
 
-def sgd_epochs_due(layout, batch_size, optimizer, hidden_activation, output_activation,
-                   dtype) -> bool:
+def sgd_epochs_due(layout, batch_size, optimizer, output_activation, dtype) -> bool:
     """Whether a fit of this configuration should run sgd_epochs: from the second fit of it in
     a process, or once its kernel is compiled here. The many-epochs kernel compiles its epoch
     kernel's code again (1.3 s of the default network's 4 s first fit, measured cold),
     while one fit's Python between epochs costs some 40 us an epoch: a process that fits a
     configuration once (a script, a first run) is faster without it, and one that fits it
     again (sweeps, cross-validation, repeated fits) gains from the second fit on."""
-    epochs = _epochs_kernel_for(layout, batch_size, optimizer, hidden_activation,
-                                output_activation)
+    epochs = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
     key = (epochs, np.dtype(dtype).char)
     due = key in _ASKED or _compiled_here(epochs)
     _ASKED.add(key)
@@ -157,9 +155,10 @@ def sparse_sgd_epoch(params, state, grad, layout, data, indices, indptr, Y, samp
         order = order[sample_weight[order] != 0]    # as sgd_epoch leaves them out
         if not order.size:
             return 0.0
-    epoch = sparse_per_sample_kernel(hidden_activation, output_activation, _shallow(layout))
+    epoch = sparse_per_sample_kernel(output_activation, _shallow(layout))
     lr = params.dtype.type(hyper[0])
-    return epoch(params, layout, data, indices, indptr, Y, order, lr, scratch) / n
+    return epoch(params, layout, _read_only(data), _read_only(indices), _read_only(indptr),
+                 _read_only(Y), order, lr, hidden_activation, scratch) / n
 
 
 def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
@@ -168,12 +167,30 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
     ``sample_weight`` unless None (see :func:`fastmlp.kernels.minibatch.batch_gradient`):
     over chunks of rows when the batch is large enough for it (``use_blas``), else streamed
     one sample at a time in ``scratch``."""
+    X, Y, sample_weight = _read_only(X), _read_only(Y), _read_only(sample_weight)
     if not use_blas(layout, rows.size):
         return streamed_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
                                        hidden_activation, output_activation, scratch, grad)
     work = blas_work(layout, X.shape[1], rows.size, params.dtype)
     return blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
                                hidden_activation, output_activation, work, grad)
+
+
+def forward(params, layout, X, hidden_activation, output_activation, scratch, out):
+    """kernels.predict.forward (see there)."""
+    _forward(_read_only(params), _read_only(layout), _read_only(X), hidden_activation,
+             output_activation, scratch, out)
+
+
+def _read_only(array):
+    """``array`` (or None) as a read-only view, for an input the kernels only read: Numba
+    compiles a kernel again for a read-only array (a memory map of joblib's, a model loaded
+    from one), so every input goes in read-only and one compile serves both."""
+    if array is None or not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 @functools.cache

@@ -61,7 +61,7 @@ def epochs_kernel(epoch, per_sample: bool):
             hyper = (lr,) + settings
             if per_sample:
                 total = epoch(params, state, layout, X, Y, None, order, hyper, steps, alpha,
-                              scratch)
+                              hidden, scratch)
             else:
                 total = epoch(params, state, grad, layout, X, Y, None, order, batch_size,
                               optimizer, hyper, steps, alpha, hidden, output, scratch, work)

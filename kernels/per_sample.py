@@ -59,27 +59,28 @@ OPTIMIZERS = (SGD, MOMENTUM, NESTEROV, ADAM)
 
 
 @functools.cache
-def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: bool,
-                      optimizer: int):
-    """The per-sample epoch kernel for a pair of activation codes and an optimizer code (one
+def per_sample_kernel(output_activation: int, shallow: bool, optimizer: int):
+    """The per-sample epoch kernel for an output activation code and an optimizer code (one
     of OPTIMIZERS), made on first use; with ``shallow``, for a network with one hidden layer
     and a narrow output layer only.
 
     These are constants of the kernel rather than arguments: Numba prunes the branches that
-    test them (in activate, scale_by_derivative and loss_and_delta, and here), so a kernel
-    types and compiles only the activations and the layer paths its network uses; ``shallow``
-    (the default network's kind and most users') leaves out the layer loops and the wide
-    layers' paths of dense and backprop_step. The price is a compile per combination a user
-    trains (Numba's disk cache keys closures by their constants)."""
+    test them (in loss_and_delta, and here), so a kernel types and compiles only the loss and
+    the layer paths its network uses; ``shallow`` (the default network's kind and most
+    users') leaves out the layer loops and the wide layers' paths of dense and backprop_step.
+    The price is a compile per combination a user trains (Numba's disk cache keys closures by
+    their constants). The hidden activation is an argument: its branches cost a few hundredths
+    of a second of compile, against a whole kernel's compile for each activation
+    (docs/kernels.md)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"the per-sample kernel has no optimizer of code {optimizer}")
     nesterov = optimizer == NESTEROV
-    upper = upper_layers(hidden_activation, output_activation, shallow, optimizer)
+    upper = upper_layers(output_activation, shallow, optimizer)
 
     @standalone
-    @specialised(hidden_activation, output_activation, shallow, optimizer)
+    @specialised(output_activation, shallow, optimizer)
     def per_sample_epoch(params, state, layout, X, Y, sample_weight, order, hyper, steps, alpha,
-                         scratch):
+                         hidden, scratch):
         """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed
         loss. Each sample is one step of the optimizer (see optimizers for ``state``, its
         buffers, ``hyper`` and ``steps``, the steps it took before this epoch).
@@ -94,8 +95,9 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
         branches on ``is None``), which is what the default settings run; it compiles in about
         a second less, and the first layer's update takes one multiply-add per weight less.
 
-        Layer 0's pre-activations for a sample are computed by the previous sample's fused
-        step (and before the loop for the first sample)."""
+        ``hidden`` is the hidden layers' activation code. Layer 0's pre-activations for a
+        sample are computed by the previous sample's fused step (and before the loop for the
+        first sample)."""
         T = params.dtype.type
         last = layout.shape[0] - 1
         n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
@@ -128,9 +130,9 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
             if alpha is not None:
                 if sample_weight is not None:
                     penalty = alpha / sample_weight[i]
-            loss, logs, product, new_squares = upper(params, state, layout, acts, deltas, WL, bL,
-                                                     SWL, sbL, Y[i], penalty, step, logs,
-                                                     product)
+            loss, logs, product, new_squares = upper(params, state, layout, hidden, acts,
+                                                     deltas, WL, bL, SWL, sbL, Y[i], penalty,
+                                                     step, logs, product)
             total += loss
             if alpha is not None:
                 total += penalty / 2 * squares
@@ -150,16 +152,15 @@ def per_sample_kernel(hidden_activation: int, output_activation: int, shallow: b
 
 
 @functools.cache
-def upper_layers(hidden_activation: int, output_activation: int, shallow: bool,
-                 optimizer: int):
+def upper_layers(output_activation: int, shallow: bool, optimizer: int):
     """The per-sample kernels' work between the first layer's forward pass and its step, for
-    activation codes, a network kind (see per_sample_kernel) and an optimizer code as
-    constants: ``upper(params, state, layout, acts, deltas, WL, bL, SWL, sbL, y, alpha, step,
-    logs, product)`` activates layer 0's pre-activations (in ``acts``), runs the
-    later layers forward, takes the loss and output delta for target ``y``, and backward
-    steps every later layer down to layer 0's delta (in ``deltas``, scaled by the
-    derivative). ``WL, bL, SWL, sbL`` are the last layer's views, made once per epoch; ``step``
-    holds the optimizer step's scalars (see kernels.optimizers).
+    an output activation code, a network kind (see per_sample_kernel) and an optimizer code as
+    constants: ``upper(params, state, layout, hidden, acts, deltas, WL, bL, SWL, sbL, y, alpha,
+    step, logs, product)`` activates layer 0's pre-activations (in ``acts``) by the hidden
+    activation of code ``hidden``, runs the later layers forward, takes the loss and output
+    delta for target ``y``, and backward steps every later layer down to layer 0's delta (in
+    ``deltas``, scaled by the derivative). ``WL, bL, SWL, sbL`` are the last layer's views,
+    made once per epoch; ``step`` holds the optimizer step's scalars (see kernels.optimizers).
     Returns ``(loss, logs, product, squares)`` (see loss_and_delta and backprop_step).
 
     Shared by the dense (per_sample_kernel) and the sparse (kernels.sparse) kernels, which
@@ -167,8 +168,8 @@ def upper_layers(hidden_activation: int, output_activation: int, shallow: bool,
     nesterov = optimizer == NESTEROV
 
     @inline_ir
-    def upper(params, state, layout, acts, deltas, WL, bL, SWL, sbL, y, alpha, step, logs,
-              product):
+    def upper(params, state, layout, hidden, acts, deltas, WL, bL, SWL, sbL, y, alpha, step,
+              logs, product):
         T = params.dtype.type
         last = layout.shape[0] - 1
         z0 = units(acts, layout, 0)
@@ -180,12 +181,12 @@ def upper_layers(hidden_activation: int, output_activation: int, shallow: bool,
         # views made once per epoch rather than per sample).
         # A shallow network's layer loops, unrolled to their one narrow layer.
         if shallow:
-            activate(z0, hidden_activation)
+            activate(z0, hidden)
             dense_narrow(WL, bL, z0, zL)
         else:
             for layer in range(1, last + 1):
                 a = z0 if layer == 1 else units(acts, layout, layer - 1)
-                activate(a, hidden_activation)
+                activate(a, hidden)
                 if layer == last:
                     W, b, z = WL, bL, zL
                 else:
@@ -197,7 +198,7 @@ def upper_layers(hidden_activation: int, output_activation: int, shallow: bool,
         if shallow:
             squares += backprop_step_narrow(WL, bL, SWL, sbL, z0, deltaL, delta0, alpha, step,
                                              nesterov)
-            scale_by_derivative(delta0, z0, hidden_activation)
+            scale_by_derivative(delta0, z0, hidden)
         else:
             for layer in range(last, 0, -1):
                 if layer == last:
@@ -208,7 +209,7 @@ def upper_layers(hidden_activation: int, output_activation: int, shallow: bool,
                 delta_prev = units(deltas, layout, layer - 1)
                 squares += backprop_step(W, b, SW, sb, a, units(deltas, layout, layer),
                                           delta_prev, alpha, step, nesterov)
-                scale_by_derivative(delta_prev, a, hidden_activation)
+                scale_by_derivative(delta_prev, a, hidden)
         return loss, logs, product, squares
 
     return upper

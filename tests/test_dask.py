@@ -27,7 +27,7 @@ from sklearn.model_selection import (GridSearchCV, RandomizedSearchCV,  # noqa: 
                                      cross_val_score)
 
 import fastmlp  # noqa: E402
-from fastmlp.kernels import dispatch  # noqa: E402
+from fastmlp.kernels import predict  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning",
                                         "ignore::fastmlp.exceptions.ConvergenceWarning")
@@ -98,9 +98,9 @@ def loky_workers_on(cache):
 def _share_cache(workers_cache) -> str:
     """Copies this process's kernel cache into the workers'; returns the directory the
     workers' kernels are in."""
-    here = dispatch.forward._cache.cache_path
+    here = predict.forward._cache.cache_path
     there = os.path.join(workers_cache, UserProvidedCacheLocator.get_suitable_cache_subpath(
-        dispatch.__file__))
+        predict.__file__))
     shutil.copytree(here, there, dirs_exist_ok=True)
     return there
 

@@ -13,7 +13,7 @@ import fastmlp._base
 from fastmlp import FastMLP, FastMLPRegressor
 from fastmlp.exceptions import ConvergenceWarning, DivergenceWarning
 from fastmlp.kernels import dispatch
-from fastmlp.kernels.codes import RELU, SGD, SIGMOID
+from fastmlp.kernels.codes import SGD, SIGMOID, SOFTMAX
 from fastmlp.kernels.layout import make_layout
 
 N_SAMPLES = 60
@@ -213,12 +213,12 @@ def test_a_configuration_takes_many_epochs_a_call_from_its_second_fit(monkeypatc
     monkeypatch.undo()      # the rule itself, not this module's fixture
     monkeypatch.setattr(dispatch, "_ASKED", set())
     monkeypatch.setattr(dispatch, "_compiled_here", lambda kernel: False)
-    configuration = (make_layout([3, 5, 1])[0], 1, SGD, RELU, SIGMOID)
+    configuration = (make_layout([3, 5, 1])[0], 1, SGD, SIGMOID)
     assert not dispatch.sgd_epochs_due(*configuration, np.float64)
     assert dispatch.sgd_epochs_due(*configuration, np.float64)
     assert not dispatch.sgd_epochs_due(*configuration, np.float32)     # another kernel
-    assert not dispatch.sgd_epochs_due(make_layout([3, 5, 1])[0], 8, SGD, RELU, SIGMOID,
-                                       np.float64)
+    assert not dispatch.sgd_epochs_due(make_layout([3, 5, 1])[0], 8, SGD, SIGMOID, np.float64)
+    assert not dispatch.sgd_epochs_due(make_layout([3, 5, 1])[0], 1, SGD, SOFTMAX, np.float64)
     # A kernel already compiled in this process is due at once.
     monkeypatch.setattr(dispatch, "_ASKED", set())
     monkeypatch.setattr(dispatch, "_compiled_here", lambda kernel: True)
