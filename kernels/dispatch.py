@@ -44,16 +44,13 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
         epoch = per_sample_kernel(output_activation, _shallow(layout), optimizer)
         samples = order
         if sample_weight is not None:
-            # A sample of zero weight is a batch of zero weight: absent. Any other sample's
-            # weight matters only through its penalty (see per_sample_kernel).
+            # A sample of zero weight is a batch of zero weight: absent.
             samples = order[sample_weight[order] != 0]
-            if alpha == 0:
-                sample_weight = None
         total = 0.0
         if samples.size:
             total = epoch(params, state if optimizer != SGD else None, layout, X, Y,
-                          sample_weight, samples, hyper, steps, alpha if alpha != 0 else None,
-                          hidden_activation, scratch)
+                          _penalised_weights(sample_weight, alpha, X), samples, hyper, steps,
+                          alpha if alpha != 0 else None, hidden_activation, scratch)
     else:
         batch = min(batch_size, order.size)
         work = None
@@ -76,17 +73,30 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     X, Y = _read_only(X), _read_only(Y)
     epochs = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y, rows,
-                      order, draws, n_draws, 1, optimizer, settings, steps,
-                      alpha if alpha != 0 else None, hidden_activation, output_activation,
-                      scratch, None, losses, schedule, stopping, bound)
+        return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y,
+                      _penalised_weights(None, alpha, X), rows, order, draws, n_draws, 1,
+                      optimizer, settings, steps, alpha if alpha != 0 else None,
+                      hidden_activation, output_activation, scratch, None, losses, schedule,
+                      stopping, bound)
     batch = min(batch_size, rows.size)
     work = None
     if use_blas(layout, batch):
         work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
-    return epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch,
+    return epochs(params, state, grad, layout, X, Y, None, rows, order, draws, n_draws, batch,
                   optimizer, settings, steps, alpha, hidden_activation, output_activation,
                   scratch, work, losses, schedule, stopping, bound)
+
+
+def _penalised_weights(sample_weight, alpha, X):
+    """The per-sample kernel's ``sample_weight``: a sample's weight matters there only
+    through its L2 penalty (see per_sample_kernel), so None without a penalty, and with one
+    the rows' weights, 1 for unweighted rows (alpha / 1 is alpha): one compiled kernel then
+    serves weighted and unweighted fits with a penalty."""
+    if alpha == 0:
+        return None
+    if sample_weight is None:
+        return _read_only(np.ones(X.shape[0], X.dtype))
+    return sample_weight
 
 
 def _epochs_kernel_for(layout, batch_size, optimizer, output_activation):

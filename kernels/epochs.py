@@ -31,13 +31,14 @@ REDO = 2
 def epochs_kernel(epoch, per_sample: bool):
     """The many-epochs kernel over ``epoch``: a per-sample kernel (per_sample.per_sample_kernel,
     with ``per_sample``: its ``state`` and ``alpha`` are then None for plain SGD and no
-    penalty, as dispatch.sgd_epoch passes them) or minibatch.minibatch_epoch."""
+    penalty, and ``sample_weight`` the unit weights dispatch.sgd_epoch passes with a penalty)
+    or minibatch.minibatch_epoch (``sample_weight`` None)."""
 
     @standalone
     @specialised(epoch.py_func.__qualname__.rsplit(".", 1)[-1], per_sample)
-    def train_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, batch_size,
-                     optimizer, settings, steps, alpha, hidden, output, scratch, work, losses,
-                     schedule, stopping, bound):
+    def train_epochs(params, state, grad, layout, X, Y, sample_weight, rows, order, draws,
+                     n_draws, batch_size, optimizer, settings, steps, alpha, hidden, output,
+                     scratch, work, losses, schedule, stopping, bound):
         """Up to ``losses.size`` epochs over ``rows``, each shuffled (unless ``n_draws`` is 0)
         in ``order`` by Fisher-Yates from its own ``n_draws`` of the 32-bit ``draws`` (see
         kernels.shuffle), trained by ``epoch`` with the hyperparameters ``(learning rate,
@@ -60,11 +61,12 @@ def epochs_kernel(epoch, per_sample: bool):
                     return e, REDO, steps, lr, t, best, count
             hyper = (lr,) + settings
             if per_sample:
-                total = epoch(params, state, layout, X, Y, None, order, hyper, steps, alpha,
-                              hidden, scratch)
+                total = epoch(params, state, layout, X, Y, sample_weight, order, hyper, steps,
+                              alpha, hidden, scratch)
             else:
-                total = epoch(params, state, grad, layout, X, Y, None, order, batch_size,
-                              optimizer, hyper, steps, alpha, hidden, output, scratch, work)
+                total = epoch(params, state, grad, layout, X, Y, sample_weight, order,
+                              batch_size, optimizer, hyper, steps, alpha, hidden, output,
+                              scratch, work)
             loss = total / n
             steps += steps_per_epoch
             if not math.isfinite(loss) or not cannot_overflow(params, layout, bound):
