@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, UNIT_OFF
+from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, SIGMOID, UNIT_OFF
 from .csr import DenseKernels, in_dense_groups, trains_sparse
 from .epochs import epochs_kernel
 from .layers import NARROW
@@ -41,7 +41,7 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
     _check_trained_output(output_activation)
     X, Y, sample_weight = _read_only(X), _read_only(Y), _read_only(sample_weight)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        epoch = per_sample_kernel(output_activation, _shallow(layout), optimizer)
+        epoch = per_sample_kernel(output_activation == SIGMOID, _shallow(layout), optimizer)
         samples = order
         if sample_weight is not None:
             # A sample of zero weight is a batch of zero weight: absent.
@@ -50,7 +50,8 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
         if samples.size:
             total = epoch(params, state if optimizer != SGD else None, layout, X, Y,
                           _penalised_weights(sample_weight, alpha, X), samples, hyper, steps,
-                          alpha if alpha != 0 else None, hidden_activation, scratch)
+                          alpha if alpha != 0 else None, hidden_activation, output_activation,
+                          scratch)
     else:
         batch = min(batch_size, order.size)
         work = None
@@ -102,8 +103,8 @@ def _penalised_weights(sample_weight, alpha, X):
 def _epochs_kernel_for(layout, batch_size, optimizer, output_activation):
     """The many-epochs kernel sgd_epochs runs: around the epoch kernel sgd_epoch would."""
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        return epochs_kernel(per_sample_kernel(output_activation, _shallow(layout), optimizer),
-                             True)
+        return epochs_kernel(per_sample_kernel(output_activation == SIGMOID, _shallow(layout),
+                                               optimizer), True)
     return epochs_kernel(minibatch_epoch, False)
 
 
@@ -165,10 +166,10 @@ def sparse_sgd_epoch(params, state, grad, layout, data, indices, indptr, Y, samp
         order = order[sample_weight[order] != 0]    # as sgd_epoch leaves them out
         if not order.size:
             return 0.0
-    epoch = sparse_per_sample_kernel(output_activation, _shallow(layout))
+    epoch = sparse_per_sample_kernel(output_activation == SIGMOID, _shallow(layout))
     lr = params.dtype.type(hyper[0])
     return epoch(params, layout, _read_only(data), _read_only(indices), _read_only(indptr),
-                 _read_only(Y), order, lr, hidden_activation, scratch) / n
+                 _read_only(Y), order, lr, hidden_activation, output_activation, scratch) / n
 
 
 def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,

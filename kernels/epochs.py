@@ -62,7 +62,7 @@ def epochs_kernel(epoch, per_sample: bool):
             hyper = (lr,) + settings
             if per_sample:
                 total = epoch(params, state, layout, X, Y, sample_weight, order, hyper, steps,
-                              alpha, hidden, scratch)
+                              alpha, hidden, output, scratch)
             else:
                 total = epoch(params, state, grad, layout, X, Y, sample_weight, order,
                               batch_size, optimizer, hyper, steps, alpha, hidden, output,

@@ -12,7 +12,8 @@ import functools
 import numpy as np
 
 from ._jit import inline_ir, specialised, standalone
-from .codes import ADAM, CACHE_LINE_BYTES, FAN_OUT, MOMENTUM, NESTEROV, SGD, UNIT_OFF
+from .codes import (ADAM, CACHE_LINE_BYTES, EXP, FAN_OUT, LINEAR, MOMENTUM, NESTEROV, SGD, SIGMOID,
+                    SOFTMAX, UNIT_OFF)
 from .layers import (activate, backprop_step, backprop_step_narrow, dense, dense_by_units,
                      dense_narrow, layer_views, scale_by_derivative, step_first_and_forward,
                      sum_squared_weights, units)
@@ -59,28 +60,29 @@ OPTIMIZERS = (SGD, MOMENTUM, NESTEROV, ADAM)
 
 
 @functools.cache
-def per_sample_kernel(output_activation: int, shallow: bool, optimizer: int):
-    """The per-sample epoch kernel for an output activation code and an optimizer code (one
-    of OPTIMIZERS), made on first use; with ``shallow``, for a network with one hidden layer
-    and a narrow output layer only.
+def per_sample_kernel(sigmoid: bool, shallow: bool, optimizer: int):
+    """The per-sample epoch kernel for an optimizer code (one of OPTIMIZERS), made on first
+    use; with ``sigmoid``, for a sigmoid output only (binary and multilabel classification),
+    else for every other output; with ``shallow``, for a network with one hidden layer and a
+    narrow output layer only.
 
     These are constants of the kernel rather than arguments: Numba prunes the branches that
-    test them (in loss_and_delta, and here), so a kernel types and compiles only the loss and
-    the layer paths its network uses; ``shallow`` (the default network's kind and most
-    users') leaves out the layer loops and the wide layers' paths of dense and backprop_step.
-    The price is a compile per combination a user trains (Numba's disk cache keys closures by
-    their constants). The hidden activation is an argument: its branches cost a few hundredths
-    of a second of compile, against a whole kernel's compile for each activation
-    (docs/kernels.md)."""
+    test them (in loss_and_delta, and here), so a kernel types and compiles only the layer
+    paths its network uses, and the default network's kind (``sigmoid`` and ``shallow``, most
+    users') only its own loss, and none of the layer loops and the wide layers' paths of dense
+    and backprop_step. The price is a compile per combination a user trains (Numba's disk
+    cache keys closures by their constants). The hidden activation, and any other output's
+    code, are arguments: their branches cost little compile, against a whole kernel's compile
+    for each activation and output (docs/kernels.md)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"the per-sample kernel has no optimizer of code {optimizer}")
     nesterov = optimizer == NESTEROV
-    upper = upper_layers(output_activation, shallow, optimizer)
+    upper = upper_layers(sigmoid, shallow, optimizer)
 
     @standalone
-    @specialised(output_activation, shallow, optimizer)
+    @specialised(sigmoid, shallow, optimizer)
     def per_sample_epoch(params, state, layout, X, Y, sample_weight, order, hyper, steps, alpha,
-                         hidden, scratch):
+                         hidden, output, scratch):
         """Batch size 1: the whole epoch in one call, nothing allocated. Returns the summed
         loss. Each sample is one step of the optimizer (see optimizers for ``state``, its
         buffers, ``hyper`` and ``steps``, the steps it took before this epoch).
@@ -95,9 +97,9 @@ def per_sample_kernel(output_activation: int, shallow: bool, optimizer: int):
         branches on ``is None``), which is what the default settings run; it compiles in about
         a second less, and the first layer's update takes one multiply-add per weight less.
 
-        ``hidden`` is the hidden layers' activation code. Layer 0's pre-activations for a
-        sample are computed by the previous sample's fused step (and before the loop for the
-        first sample)."""
+        ``hidden`` is the hidden layers' activation code, ``output`` the output's (SIGMOID in
+        the sigmoid kernel). Layer 0's pre-activations for a sample are computed by the
+        previous sample's fused step (and before the loop for the first sample)."""
         T = params.dtype.type
         last = layout.shape[0] - 1
         n_units = layout[last, UNIT_OFF] + layout[last, FAN_OUT]
@@ -130,9 +132,9 @@ def per_sample_kernel(output_activation: int, shallow: bool, optimizer: int):
             if alpha is not None:
                 if sample_weight is not None:
                     penalty = alpha / sample_weight[i]
-            loss, logs, product, new_squares = upper(params, state, layout, hidden, acts,
-                                                     deltas, WL, bL, SWL, sbL, Y[i], penalty,
-                                                     step, logs, product)
+            loss, logs, product, new_squares = upper(params, state, layout, hidden, output,
+                                                     acts, deltas, WL, bL, SWL, sbL, Y[i],
+                                                     penalty, step, logs, product)
             total += loss
             if alpha is not None:
                 total += penalty / 2 * squares
@@ -152,24 +154,25 @@ def per_sample_kernel(output_activation: int, shallow: bool, optimizer: int):
 
 
 @functools.cache
-def upper_layers(output_activation: int, shallow: bool, optimizer: int):
+def upper_layers(sigmoid: bool, shallow: bool, optimizer: int):
     """The per-sample kernels' work between the first layer's forward pass and its step, for
-    an output activation code, a network kind (see per_sample_kernel) and an optimizer code as
-    constants: ``upper(params, state, layout, hidden, acts, deltas, WL, bL, SWL, sbL, y, alpha,
+    an output and a network kind (see per_sample_kernel) and an optimizer code as constants:
+    ``upper(params, state, layout, hidden, output, acts, deltas, WL, bL, SWL, sbL, y, alpha,
     step, logs, product)`` activates layer 0's pre-activations (in ``acts``) by the hidden
     activation of code ``hidden``, runs the later layers forward, takes the loss and output
-    delta for target ``y``, and backward steps every later layer down to layer 0's delta (in
-    ``deltas``, scaled by the derivative). ``WL, bL, SWL, sbL`` are the last layer's views,
-    made once per epoch; ``step`` holds the optimizer step's scalars (see kernels.optimizers).
-    Returns ``(loss, logs, product, squares)`` (see loss_and_delta and backprop_step).
+    delta (of the output of code ``output``; SIGMOID's with ``sigmoid``) for target ``y``,
+    and backward steps every later layer down to layer 0's delta (in ``deltas``, scaled by the
+    derivative). ``WL, bL, SWL, sbL`` are the last layer's views, made once per epoch;
+    ``step`` holds the optimizer step's scalars (see kernels.optimizers). Returns ``(loss,
+    logs, product, squares)`` (see loss_and_delta and backprop_step).
 
     Shared by the dense (per_sample_kernel) and the sparse (kernels.sparse) kernels, which
     differ only in the first layer."""
     nesterov = optimizer == NESTEROV
 
     @inline_ir
-    def upper(params, state, layout, hidden, acts, deltas, WL, bL, SWL, sbL, y, alpha, step,
-              logs, product):
+    def upper(params, state, layout, hidden, output, acts, deltas, WL, bL, SWL, sbL, y, alpha,
+              step, logs, product):
         T = params.dtype.type
         last = layout.shape[0] - 1
         z0 = units(acts, layout, 0)
@@ -193,7 +196,15 @@ def upper_layers(output_activation: int, shallow: bool, optimizer: int):
                     W, b = layer_views(params, layout, layer)
                     z = units(acts, layout, layer)
                 dense(W, b, a, z)
-        loss, logs, product = loss_and_delta(zL, y, output_activation, deltaL, logs, product)
+        # Each call a constant code, so that the other outputs' kernel compiles no sigmoid loss.
+        if sigmoid:
+            loss, logs, product = loss_and_delta(zL, y, SIGMOID, deltaL, logs, product)
+        elif output == SOFTMAX:
+            loss, logs, product = loss_and_delta(zL, y, SOFTMAX, deltaL, logs, product)
+        elif output == LINEAR:
+            loss, logs, product = loss_and_delta(zL, y, LINEAR, deltaL, logs, product)
+        else:
+            loss, logs, product = loss_and_delta(zL, y, EXP, deltaL, logs, product)
         squares = T(0)
         if shallow:
             squares += backprop_step_narrow(WL, bL, SWL, sbL, z0, deltaL, delta0, alpha, step,

@@ -67,17 +67,17 @@ def _sparse_step_block(operands, start, count, registers, masked):
 
 
 @functools.cache
-def sparse_per_sample_kernel(output_activation: int, shallow: bool):
-    """The sparse per-sample epoch kernel for an output activation code and a network kind
-    (see per_sample.per_sample_kernel), made on first use."""
-    upper = upper_layers(output_activation, shallow, SGD)
+def sparse_per_sample_kernel(sigmoid: bool, shallow: bool):
+    """The sparse per-sample epoch kernel for an output and a network kind (see
+    per_sample.per_sample_kernel), made on first use."""
+    upper = upper_layers(sigmoid, shallow, SGD)
 
     @standalone
-    @specialised(output_activation, shallow)
+    @specialised(sigmoid, shallow)
     def sparse_per_sample_epoch(params, layout, data, indices, indptr, Y, order, lr, hidden,
-                                scratch):
-        """Plain per-sample SGD over the CSR rows ``order``, hidden activation of code
-        ``hidden``; returns the summed loss, as per_sample_epoch does.
+                                output, scratch):
+        """Plain per-sample SGD over the CSR rows ``order``, activation codes ``hidden`` and
+        ``output``; returns the summed loss, as per_sample_epoch does.
 
         As in the dense kernel, the first layer's step for a sample is fused with its forward
         pass for the next one, in column blocks (_sparse_step_block)."""
@@ -97,8 +97,8 @@ def sparse_per_sample_kernel(output_activation: int, shallow: bool):
         _sparse_forward(W0, b0, data, indices, indptr[first], indptr[first + 1], z0)
         for s in range(order.size):
             i = order[s]
-            loss, logs, product, _ = upper(params, None, layout, hidden, acts, deltas, WL, bL,
-                                           None, None, Y[i], None, step, logs, product)
+            loss, logs, product, _ = upper(params, None, layout, hidden, output, acts, deltas,
+                                           WL, bL, None, None, Y[i], None, step, logs, product)
             total += loss
             next_i = order[s + 1] if s + 1 < order.size else order[0]
             # The weight rows a sample touches are scattered over W, and W is often larger

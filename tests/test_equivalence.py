@@ -234,7 +234,7 @@ def test_training_refuses_an_output_code_without_a_loss(backend):
 
 def test_the_per_sample_kernel_refuses_an_optimizer_it_lacks():
     with pytest.raises(ValueError, match="optimizer"):
-        per_sample.per_sample_kernel(SIGMOID, True, max(per_sample.OPTIMIZERS) + 1)
+        per_sample.per_sample_kernel(True, True, max(per_sample.OPTIMIZERS) + 1)
 
 
 def run_forward(kernels, network, X, activation: str, code: int) -> np.ndarray:
