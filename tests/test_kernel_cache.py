@@ -5,7 +5,8 @@ inlines ``layers.activate``, would be loaded stale after an edit to layers.py. E
 a copy of the kernels package in fresh interpreters: the first compiles and caches
 ``forward``, the second must load it from the cache, and after an edit to layers.py the third
 must compile it again and compute the edited function. And kernels that one factory makes for
-different constants have names of their own.
+different constants have names of their own, and fits that differ only in a kernel's
+arguments compile nothing new.
 """
 
 import itertools
@@ -167,3 +168,38 @@ def test_kernels_that_close_over_different_constants_have_their_own_names():
                       epochs_kernel(kernel, True).py_func.__qualname__]
     names.append(epochs_kernel(dispatch.minibatch_epoch, False).py_func.__qualname__)
     assert len(set(names)) == len(names) == 2 * 2 * (1 + 2 * len(OPTIMIZERS)) + 1
+
+
+def test_fits_that_differ_in_an_argument_of_the_kernels_compile_nothing_new():
+    """The hidden activation, every output but the sigmoid, and sample weights under an L2
+    penalty are arguments of the per-sample kernels (docs/kernels.md), not constants: fits
+    that differ only in them run the kernels an earlier fit compiled."""
+    import warnings
+
+    import numpy as np
+
+    from fastmlp import FastMLP, FastMLPRegressor
+    from fastmlp.kernels import dispatch
+    from fastmlp.kernels.codes import SGD
+
+    X = np.random.default_rng(0).standard_normal((12, 3))
+    binary, multiclass = np.arange(12) % 2, np.arange(12) % 3
+
+    def overloads(sigmoid):
+        return len(dispatch.per_sample_kernel(sigmoid, True, SGD).overloads)
+
+    def fit(estimator, y, weights=None, **params):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            estimator(hidden_layer_sizes=(4,), max_iter=2, random_state=0, **params).fit(
+                X, y, sample_weight=weights)
+
+    fit(FastMLP, binary)
+    fit(FastMLP, multiclass, alpha=1e-3)
+    compiled = overloads(True), overloads(False)
+    for activation in ("tanh", "logistic", "identity"):
+        fit(FastMLP, binary, activation=activation)
+        fit(FastMLP, multiclass, activation=activation, alpha=1e-3)
+    fit(FastMLPRegressor, X.sum(axis=1), alpha=1e-3)
+    fit(FastMLP, multiclass, alpha=1e-3, weights=np.linspace(0.5, 2, 12))
+    assert (overloads(True), overloads(False)) == compiled
