@@ -39,7 +39,6 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
     kernel if it implements the optimizer (PER_SAMPLE_OPTIMIZERS), else through the generic
     path of mini-batches (batch_gradient and descend), one sample a batch."""
     _check_trained_output(output_activation)
-    X, Y, sample_weight = _read_only(X), _read_only(Y), _read_only(sample_weight)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         epoch = per_sample_kernel(output_activation == SIGMOID, _shallow(layout), optimizer)
         samples = order
@@ -71,7 +70,6 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     see kernels.epochs.epochs_kernel for the arguments and what it returns. The same kernels
     as sgd_epoch's run each epoch."""
     _check_trained_output(output_activation)
-    X, Y = _read_only(X), _read_only(Y)
     epochs = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
         return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y,
@@ -96,7 +94,7 @@ def _penalised_weights(sample_weight, alpha, X):
     if alpha == 0:
         return None
     if sample_weight is None:
-        return _read_only(np.ones(X.shape[0], X.dtype))
+        return np.ones(X.shape[0], X.dtype)
     return sample_weight
 
 
@@ -168,8 +166,8 @@ def sparse_sgd_epoch(params, state, grad, layout, data, indices, indptr, Y, samp
             return 0.0
     epoch = sparse_per_sample_kernel(output_activation == SIGMOID, _shallow(layout))
     lr = params.dtype.type(hyper[0])
-    return epoch(params, layout, _read_only(data), _read_only(indices), _read_only(indptr),
-                 _read_only(Y), order, lr, hidden_activation, output_activation, scratch) / n
+    return epoch(params, layout, data, indices, indptr, Y, order, lr, hidden_activation,
+                 output_activation, scratch) / n
 
 
 def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_activation,
@@ -178,7 +176,6 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
     ``sample_weight`` unless None (see :func:`fastmlp.kernels.minibatch.batch_gradient`):
     over chunks of rows when the batch is large enough for it (``use_blas``), else streamed
     one sample at a time in ``scratch``."""
-    X, Y, sample_weight = _read_only(X), _read_only(Y), _read_only(sample_weight)
     if not use_blas(layout, rows.size):
         return streamed_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
                                        hidden_activation, output_activation, scratch, grad)
@@ -193,12 +190,10 @@ def forward(params, layout, X, hidden_activation, output_activation, scratch, ou
 
 
 def _read_only(array):
-    """``array`` (or None) as a read-only view, for an input the kernels only read: Numba
-    compiles a kernel again for a read-only array (a memory map of joblib's), so every input
-    goes in read-only and one compile serves both. About 0.2 us a view: setflags, and no test
-    of the flag first (the flags object and the test cost as much again)."""
-    if array is None:
-        return None
+    """``array`` as a read-only view: Numba compiles a kernel again for a read-only array (a
+    memory map of joblib's), so prediction's X always goes in read-only and one compile serves
+    both. (About 0.2 us: setflags, and no test of the flag first; training's entry points do
+    without, as a microsecond is 4% of a partial_fit of ten rows: docs/kernels.md.)"""
     view = array.view()
     view.setflags(write=False)
     return view

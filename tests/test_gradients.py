@@ -32,8 +32,6 @@ class BlasGradient:
     def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden, output,
                        scratch, grad):
         work = dispatch.blas_work(layout, X.shape[1], rows.size, params.dtype)
-        # Read-only, as dispatch passes them: the kernel the front runs, no second compile.
-        X, Y, sample_weight = (dispatch._read_only(a) for a in (X, Y, sample_weight))
         return minibatch.blas_batch_gradient(params, layout, X, Y, sample_weight, rows, alpha,
                                              hidden, output, work, grad)
 
