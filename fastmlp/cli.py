@@ -724,6 +724,8 @@ def _warm_up(params: dict, data: _Data, many_epochs: bool) -> float:
     batch = len(data.y) if params["batch_size"] == "full" else params["batch_size"]
     rows = np.union1d(first_rows, np.arange(min(batch, len(data.y))))
     X = _Frame(data.X[rows], data.names)
+    if params["backend"] == "numba":
+        warmup.compile_prediction_aside(params, data.X[rows], data.y[rows])
     tiny = FastMLP(**{**params, "max_iter": 1, "early_stopping": False, "verbose": False})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # what one epoch on a few rows learns is not news

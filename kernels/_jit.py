@@ -11,12 +11,15 @@ import hashlib
 import pickle
 from importlib.resources import files
 
+import numpy as np
+
 try:
     import fcntl
 except ImportError:     # Windows: no advisory locks; Numba's atomic file replacement only
     fcntl = None
 
 from numba import config, njit
+from numba.np.numpy_support import from_dtype
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, InTreeCacheLocator,
                                 UserProvidedCacheLocator, UserWideCacheLocator,
@@ -132,6 +135,21 @@ class KernelCache(FunctionCache):
     def _lock_file(self, name: str):
         self._impl.locator.ensure_cache_path()
         return open(f"{self._cache_file._index_path}.{name}.lock", "a+b")
+
+
+def has_kernel(dispatcher, dtype) -> bool:
+    """Whether ``dispatcher`` has a kernel whose first argument holds ``dtype``, compiled in
+    this process or fresh in its disk cache for this CPU (a cache of other sources, another
+    Numba or another CPU holds none): whether a first call would compile."""
+    if config.DISABLE_JIT:
+        return True
+    element = from_dtype(np.dtype(dtype))
+    signatures = list(dispatcher.overloads)
+    cache = getattr(dispatcher, "_cache", None)
+    if isinstance(cache, KernelCache):
+        cpu = dispatcher.targetctx.codegen().magic_tuple()
+        signatures += [key[0] for key in cache._cache_file._load_index() if key[1] == cpu]
+    return any(signature[0].dtype == element for signature in signatures)
 
 
 def _closure_bytes(closure) -> bytes:

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 
+from ._jit import has_kernel
 from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, SIGMOID, UNIT_OFF
 from .csr import DenseKernels, in_dense_groups, trains_sparse
 from .epochs import epochs_kernel
@@ -18,8 +19,8 @@ from .per_sample import OPTIMIZERS as PER_SAMPLE_OPTIMIZERS, per_sample_kernel
 from .predict import forward as _forward
 from .sparse import sparse_per_sample_kernel
 
-__all__ = ["batch_gradient", "blas_work", "descend", "forward", "sgd_epoch", "sgd_epochs",
-           "sgd_epochs_due", "sparse_sgd_epoch", "use_blas"]
+__all__ = ["batch_gradient", "blas_work", "descend", "forward", "prediction_compiled",
+           "sgd_epoch", "sgd_epochs", "sgd_epochs_due", "sparse_sgd_epoch", "use_blas"]
 
 
 def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_size, optimizer,
@@ -187,6 +188,12 @@ def batch_gradient(params, layout, X, Y, sample_weight, rows, alpha, hidden_acti
 def forward(params, layout, X, hidden_activation, output_activation, scratch, out):
     """kernels.predict.forward (see there), X read-only."""
     _forward(params, layout, _read_only(X), hidden_activation, output_activation, scratch, out)
+
+
+def prediction_compiled(dtype) -> bool:
+    """Whether prediction's kernel for parameters of ``dtype`` is compiled, in this process
+    or in the disk cache (a first prediction would load it rather than compile it)."""
+    return has_kernel(_forward, dtype)
 
 
 def _read_only(array):

@@ -695,6 +695,30 @@ def test_train_warms_up_the_batch_kernel_it_trains_with(tmp_path, monkeypatch):
     assert len(warm_up_rows) == 2 and min(warm_up_rows) >= 64 and training_rows == 426
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: nothing to overlap")
+def test_prediction_compiles_aside_into_the_cache_that_train_loads(tmp_path):
+    """`fastmlp train`'s warm-up starts prediction's compile in a process of its own (while
+    it compiles training's kernels): that process saves the kernel to the cache, and the
+    parent compiles none itself; once the kernel is cached, no process is started."""
+    code = """
+import numpy as np
+from fastmlp import warmup
+from fastmlp.kernels import dispatch, predict
+X = np.linspace(-1, 1, 12).reshape(4, 3).astype("float32")
+y = np.array([0, 1, 0, 1])
+process = warmup.compile_prediction_aside({"hidden_layer_sizes": (4,)}, X, y)
+process.join(240)
+print(process.exitcode, dispatch.prediction_compiled("float32"),
+      dispatch.prediction_compiled("float64"), len(predict.forward.overloads),
+      warmup.compile_prediction_aside({}, X, y))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path,
+                            env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True", "False", "0", "None"]
+
+
 # ------------------------------------------------------------------------------ streaming
 
 

@@ -23,10 +23,13 @@ import fastmlp.kernels
 KERNELS = Path(fastmlp.kernels.__file__).parent
 
 # A network with a hidden ReLU layer, its logits (code 2) for the rows of X, and how many
-# times this process's forward was loaded from the cache and compiled.
+# times this process's forward was loaded from the cache and compiled; first, whether
+# has_kernel finds forward's float64 and float32 kernels before the call.
 RUN_FORWARD = """
 import numpy as np
 from kernels import predict
+from kernels._jit import has_kernel
+print(has_kernel(predict.forward, "float64"), has_kernel(predict.forward, "float32"))
 from kernels.codes import LOGITS, RELU
 from kernels.layout import make_layout
 layout, n_params, n_units = make_layout([3, 4, 2])
@@ -43,11 +46,14 @@ RELU_LINE = "z[j] = (T(0) if z[j] < T(0) else z[j]) + T(0)"
 EDITED_RELU_LINE = "z[j] = (T(0) if z[j] < T(0) else z[j]) + T(1)"
 
 
-def run_forward(root: Path, env: dict) -> tuple[tuple[int, int], list]:
+def run_forward(root: Path, env: dict, cached: bool) -> tuple[tuple[int, int], list]:
+    """RUN_FORWARD's counts and outputs, checking that has_kernel found forward's float64
+    kernel if and only if it is ``cached``, and no float32 kernel."""
     result = subprocess.run([sys.executable, "-c", RUN_FORWARD], cwd=root, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    counts, outputs = result.stdout.splitlines()[-2:]
+    found, counts, outputs = result.stdout.splitlines()[-3:]
+    assert found == f"{cached} False"
     hits, misses = map(int, counts.split())
     return (hits, misses), eval(outputs)
 
@@ -61,9 +67,9 @@ def test_an_edit_to_an_inlined_helper_recompiles_the_kernel(locator, tmp_path):
     if locator == "NUMBA_CACHE_DIR":
         env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
 
-    counts, first = run_forward(root, env)
+    counts, first = run_forward(root, env, cached=False)
     assert counts == (0, 1)
-    counts, again = run_forward(root, env)
+    counts, again = run_forward(root, env, cached=True)
     assert counts == (1, 0), "an unchanged package must load forward from the cache"
     assert again == first
 
@@ -71,7 +77,7 @@ def test_an_edit_to_an_inlined_helper_recompiles_the_kernel(locator, tmp_path):
     source = layers.read_text()
     assert source.count(RELU_LINE) == 1
     layers.write_text(source.replace(RELU_LINE, EDITED_RELU_LINE))
-    counts, edited = run_forward(root, env)
+    counts, edited = run_forward(root, env, cached=False)
     assert counts == (0, 1), "an edit to layers.py must recompile forward"
     assert edited != first
 
