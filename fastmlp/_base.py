@@ -373,7 +373,7 @@ class BaseMLP:
         fresh = not self.__sklearn_is_fitted__() or not (incremental or self.warm_start)
         names = feature_names(X)
         X, x_abs_max = check_X(X, name, dtype=None if fresh else self._dtype,
-                               return_abs_max=True)
+                               return_abs_max=True, writable=True)
         y = self._check_targets(y, X.shape[0])
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         if self.early_stopping and stochastic and not incremental:

@@ -3,6 +3,7 @@ does with a LabelBinarizer)."""
 
 import numpy as np
 
+from ._validation import kernel_array
 from .kernels import registry
 
 BINARY = registry.BINARY.name
@@ -33,7 +34,7 @@ def encode(y, classes, kind: str, dtype) -> np.ndarray:
     """The (n_samples, n_outputs) target matrix: one column for binary, one-hot for
     multiclass, the indicator matrix itself for multi-label."""
     if kind == MULTILABEL:
-        return np.ascontiguousarray(y, dtype=dtype)
+        return kernel_array(y, dtype)
     index = _codes_as_index(y, classes)
     if index is None:
         index = np.searchsorted(classes, y)

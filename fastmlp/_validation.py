@@ -19,6 +19,11 @@ from .kernels.registry import (ACTIVATION_BY_NAME, INIT_SCHEME_BY_NAME, LEARNING
 FLOAT_DTYPES = (np.float64, np.float32)
 # Memory assumed where the system does not report it: refuses only what no machine could train.
 UNKNOWN_MEMORY = 1 << 40
+# Numba types a read-only array (a memory map of joblib's, which scikit-learn's parallel
+# searches hand their workers) apart from a writable one, so training on one would compile
+# every kernel of the fit a second time: training copies read-only inputs up to this size
+# (larger ones, whose copy would cost memory, compile their kernels once more).
+READ_ONLY_COPY_BYTES = 64 << 20
 
 
 def _is_sparse(X) -> bool:
@@ -36,13 +41,15 @@ def feature_names(X):
     return None
 
 
-def check_X(X, name: str, dtype=None, *, return_abs_max: bool = False):
+def check_X(X, name: str, dtype=None, *, return_abs_max: bool = False,
+            writable: bool = False):
     """X as a C-contiguous 2-D float array with finite values.
 
     float32 stays float32 and float64 stays float64 (no copy when already C-contiguous);
     anything else numeric becomes float64, or ``dtype`` when given (prediction uses the
     network's dtype). With ``return_abs_max``, returns ``(X, largest |value| in X)``: the
     finiteness check finds it anyway, and training bounds the network's outputs with it.
+    With ``writable`` (training), as kernel_array makes it.
     """
     if X is None:
         raise ValueError(f"{name} requires X to be passed, but X is None.")
@@ -83,14 +90,30 @@ def check_X(X, name: str, dtype=None, *, return_abs_max: bool = False):
     if dtype is None:
         native = array.dtype.newbyteorder("=")
         dtype = native if native in FLOAT_DTYPES else np.float64
-    if array.dtype != dtype or not array.flags.c_contiguous:
+    flags = array.flags
+    if array.dtype != dtype or not flags.c_contiguous:
         # A value beyond the target dtype's range becomes inf, which the finiteness check names.
         with np.errstate(over="ignore"):
             array = np.ascontiguousarray(array, dtype=dtype)
+    elif writable and not flags.writeable:
+        array = _writable(array)
     if return_abs_max:
         return array, _finite_abs_max(array, "X")
     _check_finite(array, "X")
     return array
+
+
+def kernel_array(array, dtype) -> np.ndarray:
+    """``array`` as the training kernels take it: C-contiguous, of ``dtype``, and writable
+    (see _writable)."""
+    array = np.ascontiguousarray(array, dtype=dtype)
+    return array if array.flags.writeable else _writable(array)
+
+
+def _writable(array) -> np.ndarray:
+    """A writable copy of the read-only ``array``, or ``array`` itself when larger than
+    READ_ONLY_COPY_BYTES."""
+    return array.copy() if array.nbytes <= READ_ONLY_COPY_BYTES else array
 
 
 def _check_sparse_X(X, name: str, dtype, return_abs_max: bool):

@@ -5,7 +5,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from ._base import BaseMLP, stochastic_only
-from ._validation import check_continuous_y, check_sample_weight
+from ._validation import check_continuous_y, check_sample_weight, kernel_array
 from .kernels.registry import (CONTINUOUS, CONTINUOUS_MULTIOUTPUT, OUTPUT_BY_NAME,
                                REGRESSION_KINDS, REGRESSION_OUTPUT_BY_LOSS, Output)
 
@@ -119,7 +119,7 @@ class FastMLPRegressor(BaseMLP):
 
     @staticmethod
     def _target_matrix(y, dtype) -> np.ndarray:
-        return np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
+        return kernel_array(y.reshape(len(y), -1), dtype)
 
     def _stratify(self, y, rows: np.ndarray) -> np.ndarray:
         return rows     # continuous targets have no classes to stratify by

@@ -36,7 +36,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ._base import _kernels, _sklearn_order, forward_pass
-from ._validation import _is_sparse, check_X
+from ._validation import _is_sparse, check_X, kernel_array
 from .kernels import registry
 from .kernels.batches import steps_in_epoch
 from .kernels.layout import aligned_copy, make_layout, unpack
@@ -127,11 +127,11 @@ def _as_kernel_input(X, dtype):
     (scikit-learn's checks have run: the conversion is all that is left)."""
     if _is_sparse(X):
         return check_X(X, "", dtype)
-    return np.ascontiguousarray(X, dtype=dtype)
+    return kernel_array(X, dtype)
 
 
 def _as_kernel_weight(sample_weight, dtype) -> np.ndarray | None:
-    return None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
+    return None if sample_weight is None else kernel_array(sample_weight, dtype)
 
 
 class _CompiledLoops:
@@ -260,7 +260,7 @@ class _EpochRunner:
         dtype = network.params.dtype
         self._X = _as_kernel_input(X, dtype)
         self._kernels = _kernels("numba", self._X)
-        self._Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
+        self._Y = kernel_array(y.reshape(len(y), -1), dtype)
         self._weight = _as_kernel_weight(sample_weight, dtype)
         self._grad = np.empty_like(network.params)
         self._scratch = np.empty(2 * network.n_units, dtype=dtype)
@@ -324,7 +324,7 @@ class _LbfgsProblem:
         self._packing = _sklearn_order(self._layout)
         self._X = _as_kernel_input(X, dtype)
         self._kernels = _kernels("numba", self._X)
-        self._Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
+        self._Y = kernel_array(y.reshape(len(y), -1), dtype)
         self._weight = _as_kernel_weight(sample_weight, dtype)
         self._rows = np.arange(X.shape[0])
         self._alpha = dtype.type(est.alpha)

@@ -6,7 +6,7 @@ a copy of the kernels package in fresh interpreters: the first compiles and cach
 ``forward``, the second must load it from the cache, and after an edit to layers.py the third
 must compile it again and compute the edited function. And kernels that one factory makes for
 different constants have names of their own, and fits that differ only in a kernel's
-arguments compile nothing new.
+arguments, or in whether their inputs are read-only, compile nothing new.
 """
 
 import itertools
@@ -209,3 +209,68 @@ def test_fits_that_differ_in_an_argument_of_the_kernels_compile_nothing_new():
     fit(FastMLPRegressor, X.sum(axis=1), alpha=1e-3)
     fit(FastMLP, multiclass, alpha=1e-3, weights=np.linspace(0.5, 2, 12))
     assert (overloads(True), overloads(False)) == compiled
+
+
+def test_read_only_inputs_train_on_the_kernels_of_writable_ones(tmp_path):
+    """scikit-learn's parallel searches hand their workers read-only memory maps, and Numba
+    types a read-only array apart from a writable one: training copies read-only inputs
+    (_validation.kernel_array), so that fits on them of every kind leave no training kernel
+    of this process compiled for a read-only argument (prediction's X is read-only always,
+    by design: kernels.dispatch.forward)."""
+    import gc
+    import warnings
+
+    import numpy as np
+    from numba.core import types
+    from numba.core.registry import CPUDispatcher
+
+    from fastmlp import FastMLP, FastMLPRegressor, MLPClassifier, MLPRegressor
+    from fastmlp.kernels import predict
+
+    def read_only(array):
+        path = tmp_path / f"{len(list(tmp_path.iterdir()))}.npy"
+        np.save(path, array)
+        return np.load(path, mmap_mode="r")
+
+    rng = np.random.default_rng(0)
+    X = read_only(rng.standard_normal((12, 3)))
+    binary = read_only(np.arange(12) % 2)
+    multilabel = read_only((rng.random((12, 2)) < 0.5).astype(float))
+    continuous, weights = read_only(rng.random(12)), read_only(np.linspace(0.5, 2, 12))
+    small = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for batch_size in (1, 4):
+            FastMLP(**small, batch_size=batch_size, alpha=1e-3).fit(X, binary, weights)
+            FastMLP(**small, batch_size=batch_size).partial_fit(X, binary, classes=[0, 1])
+            FastMLP(**small, batch_size=batch_size).fit(X, multilabel)
+            FastMLPRegressor(**small, batch_size=batch_size).fit(X, continuous, weights)
+        FastMLPRegressor(**small, solver="lbfgs").fit(X, continuous)
+        MLPClassifier(**small, solver="sgd", batch_size=1).fit(X, binary, weights)
+        MLPClassifier(**small, solver="lbfgs").fit(X, binary, weights)
+        MLPRegressor(**small).fit(X, continuous, weights).predict(X)
+    assert not X.flags.writeable
+    kernels = [obj for obj in gc.get_objects() if isinstance(obj, CPUDispatcher) and
+               obj.py_func.__module__.startswith("fastmlp.kernels") and obj is not predict.forward]
+    read_only_signatures = [(kernel.py_func.__qualname__, signature)
+                            for kernel in kernels for signature in kernel.overloads
+                            if any(isinstance(t, types.Array) and not t.mutable
+                                   for t in signature)]
+    assert kernels and not read_only_signatures
+
+
+def test_read_only_inputs_are_copied_up_to_a_size(monkeypatch):
+    """Beyond READ_ONLY_COPY_BYTES the copy would cost more memory than a second compile
+    costs time: the kernels then take the read-only array itself."""
+    import numpy as np
+
+    from fastmlp import _validation
+
+    array = np.ones((4, 3))
+    array.setflags(write=False)
+    copy = _validation.kernel_array(array, np.float64)
+    assert copy is not array and copy.flags.writeable and np.array_equal(copy, array)
+    monkeypatch.setattr(_validation, "READ_ONLY_COPY_BYTES", array.nbytes - 1)
+    assert _validation.kernel_array(array, np.float64) is array
+    checked, _ = _validation.check_X(array, "fit", return_abs_max=True, writable=True)
+    assert checked is array
