@@ -316,7 +316,22 @@ class BaseMLP:
     def __setstate__(self, state: dict) -> None:
         vars(self).update(state)
         if self.__sklearn_is_fitted__():
+            self._own_read_only_arrays()
             self._publish()
+
+    def _own_read_only_arrays(self) -> None:
+        """Writable copies of the network's read-only arrays. A memory-mapped load (joblib's
+        ``mmap_mode``, as scikit-learn's parallel searches load large estimators) gives
+        read-only arrays, which training cannot update and Numba types apart from writable
+        ones (prediction would compile its kernel again)."""
+        if not self._params.flags.writeable:
+            self._params = aligned_copy(self._params)
+        if not self._layout.flags.writeable:
+            self._layout = self._layout.copy()
+        buffers = self._optimizer.buffers
+        for name, buffer in buffers.items():
+            if not buffer.flags.writeable:
+                buffers[name] = buffer.copy()
 
     @property
     def _output_code(self) -> int:

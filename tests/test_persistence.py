@@ -442,6 +442,29 @@ def test_pickle_round_trip(tmp_path):
     assert unfitted.get_params() == FastMLP(7, activation="tanh").get_params()
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_memory_mapped_load_predicts_and_trains_as_a_copy(tmp_path, solver):
+    """joblib's ``mmap_mode`` (scikit-learn's parallel searches load large estimators so)
+    gives read-only arrays: the unpickled model owns writable copies, so that it trains (Adam
+    and momentum update their state) exactly as the model it was saved from, and predicts
+    without a kernel compiled for read-only weights."""
+    import joblib
+
+    from fastmlp.kernels import predict
+
+    X, y = data(labels=("a", "b", "c"))
+    model = FastMLP(5, max_iter=3, random_state=0, solver=solver, momentum=0.9).fit(X, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    mapped = joblib.load(tmp_path / "model.joblib", mmap_mode="r")
+    assert np.array_equal(mapped.predict_proba(X), model.predict_proba(X))
+    assert all(signature[0].mutable and signature[1].mutable
+               for signature in predict.forward.overloads)
+    mapped.partial_fit(X, y)
+    model.partial_fit(X, y)
+    assert_same_state(model, mapped)
+    assert all(np.shares_memory(view, mapped._params) for view in mapped.coefs_)
+
+
 @pytest.mark.parametrize("param", ["activation", "hidden_layer_sizes", "backend"])
 def test_a_parameter_missing_from_the_metadata_is_refused(saved, param):
     # Taking the default instead would silently change the loaded model's answers.
