@@ -5,11 +5,13 @@ import functools
 import threading
 
 import numpy as np
+from numba import config, typeof
+from numba._dispatcher import compute_fingerprint
 
 from ._jit import has_kernel
 from .codes import BLAS_CHUNK_ROWS, FAN_IN, FAN_OUT, SGD, SIGMOID, UNIT_OFF
 from .csr import DenseKernels, in_dense_groups, trains_sparse
-from .epochs import epochs_kernel
+from .epochs import ADDRESSED, epochs_kernel
 from .layers import NARROW
 from .losses import TRAINED_OUTPUTS
 from .minibatch import batch_gradient as streamed_batch_gradient
@@ -71,20 +73,53 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     see kernels.epochs.epochs_kernel for the arguments and what it returns. The same kernels
     as sgd_epoch's run each epoch."""
     _check_trained_output(output_activation)
-    epochs = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
+    epochs, epoch = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
+    hyper = (schedule[0],) + settings
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        return epochs(params, state if optimizer != SGD else None, grad, layout, X, Y,
-                      _penalised_weights(None, alpha, X), rows, order, draws, n_draws, 1,
-                      optimizer, settings, steps, alpha if alpha != 0 else None,
-                      hidden_activation, output_activation, scratch, None, losses, schedule,
-                      stopping, bound)
+        state = state if optimizer != SGD else None
+        sample_weight = _penalised_weights(None, alpha, X)
+        alpha = alpha if alpha != 0 else None
+        address = epoch_address(epoch, (params, state, layout, X, Y, sample_weight, order,
+                                         hyper, steps, alpha, hidden_activation,
+                                         output_activation, scratch))
+        return epochs(address, params, state, grad, layout, X, Y, sample_weight, rows, order,
+                      draws, n_draws, 1, optimizer, settings, steps, alpha, hidden_activation,
+                      output_activation, scratch, None, losses, schedule, stopping, bound)
     batch = min(batch_size, rows.size)
     work = None
     if use_blas(layout, batch):
         work, scratch = blas_work(layout, X.shape[1], batch, params.dtype), None
-    return epochs(params, state, grad, layout, X, Y, None, rows, order, draws, n_draws, batch,
-                  optimizer, settings, steps, alpha, hidden_activation, output_activation,
-                  scratch, work, losses, schedule, stopping, bound)
+    address = epoch_address(epoch, (params, state, grad, layout, X, Y, None, order, batch,
+                                     optimizer, hyper, steps, alpha, hidden_activation,
+                                     output_activation, scratch, work))
+    return epochs(address, params, state, grad, layout, X, Y, None, rows, order, draws,
+                  n_draws, batch, optimizer, settings, steps, alpha, hidden_activation,
+                  output_activation, scratch, work, losses, schedule, stopping, bound)
+
+
+# Addresses of epoch kernels' code by kernel and by the fingerprints of the arguments' types
+# (Numba's own, which leave out an array's alignment and byte order: added here).
+_ADDRESSES = {}
+
+
+def epoch_address(epoch, args):
+    """The address of ``epoch``'s compiled code for the types of ``args`` (the arguments
+    the many-epochs kernel passes it: kernels.epochs.call_epoch), compiled or loaded now if
+    need be; ``epoch`` itself with the JIT disabled."""
+    if config.DISABLE_JIT:
+        return epoch
+    key = (epoch, *map(compute_fingerprint, args),
+           *(arg.flags.aligned and arg.dtype.isnative for arg in args
+             if isinstance(arg, np.ndarray)))
+    address = _ADDRESSES.get(key)
+    if address is None:
+        signature = tuple(map(typeof, args))
+        epoch.compile(signature)
+        compiled = epoch.overloads[signature]
+        ADDRESSED.add(signature)
+        address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+        _ADDRESSES[key] = address
+    return address
 
 
 def _penalised_weights(sample_weight, alpha, X):
@@ -100,11 +135,12 @@ def _penalised_weights(sample_weight, alpha, X):
 
 
 def _epochs_kernel_for(layout, batch_size, optimizer, output_activation):
-    """The many-epochs kernel sgd_epochs runs: around the epoch kernel sgd_epoch would."""
+    """The many-epochs kernel sgd_epochs runs, and the epoch kernel sgd_epoch would run,
+    which it calls."""
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        return epochs_kernel(per_sample_kernel(output_activation == SIGMOID, _shallow(layout),
-                                               optimizer), True)
-    return epochs_kernel(minibatch_epoch, False)
+        return epochs_kernel(True), per_sample_kernel(output_activation == SIGMOID,
+                                                      _shallow(layout), optimizer)
+    return epochs_kernel(False), minibatch_epoch
 
 
 # The configurations (many-epochs kernel, dtype) this process has asked sgd_epochs_due about.
@@ -113,13 +149,13 @@ _ASKED = set()
 
 def sgd_epochs_due(layout, batch_size, optimizer, output_activation, dtype) -> bool:
     """Whether a fit of this configuration should run sgd_epochs: from the second fit of it in
-    a process, or once its kernel is compiled here. The many-epochs kernel compiles its epoch
-    kernel's code again (1.3 s of the default network's 4 s first fit, measured cold),
-    while one fit's Python between epochs costs some 40 us an epoch: a process that fits a
-    configuration once (a script, a first run) is faster without it, and one that fits it
-    again (sweeps, cross-validation, repeated fits) gains from the second fit on."""
-    epochs = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
-    key = (epochs, np.dtype(dtype).char)
+    a process, or once the many-epochs kernel is compiled here. Its first call compiles it
+    (0.26 s for the default network, measured cold), while one fit's Python between epochs
+    costs some 40 us an epoch: a process that fits a configuration once (a script, a first
+    run) is faster without it, and one that fits it again (sweeps, cross-validation, repeated
+    fits) gains from the second fit on."""
+    epochs, epoch = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
+    key = (epoch, np.dtype(dtype).char)
     due = key in _ASKED or _compiled_here(epochs)
     _ASKED.add(key)
     return due

@@ -9,12 +9,20 @@ Every step is the front's, in the same order and arithmetic, so the trajectory i
 one of one call per epoch; anything the front handles with more care (a loss or weights that
 may have diverged, a shuffle that ran out of draws) ends the call with ``REDO``, and the front
 redoes the call's epochs one at a time from its checkpoint.
+
+The epoch kernel is called through its address (call_epoch), not linked in: Numba would
+optimise and generate the linked kernel's code again inside this one, which made this kernel's
+compile as long as the epoch kernel's own (1.3 s of the default network's).
 """
 
 import functools
 import math
 
 import numpy as np
+from numba import config, types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
 
 from ._jit import specialised, standalone
 from .codes import ADAPTIVE, FAN_IN, INVSCALING, SMALLEST_ADAPTIVE_RATE
@@ -27,22 +35,59 @@ STOPPED = 1
 REDO = 2
 
 
+# The argument types (a tuple of Numba types) of every epoch kernel call that the front has
+# taken the address of (dispatch.epoch_address): a many-epochs kernel compiled for other types
+# would call that code with arguments it does not take, so call_epoch refuses to compile.
+ADDRESSED = set()
+
+
+def _call_epoch_in_python(epoch, args):
+    return epoch(*args)
+
+
+def _call_epoch(typingctx, epoch, args):
+    """``epoch(*args)`` for ``epoch`` the address (an integer) of an epoch kernel's compiled
+    code for exactly the types of the tuple ``args``, in Numba's calling convention; its
+    exceptions (bounds checks) propagate. Returns the epoch's summed loss (float64)."""
+    if tuple(args.types) not in ADDRESSED:
+        raise TypingError(f"no epoch kernel's address was taken for arguments {args}")
+
+    def codegen(context, builder, signature, arguments):
+        address, packed = arguments
+        argument_types = list(args.types)
+        values = [builder.extract_value(packed, i) for i in range(len(argument_types))]
+        function = context.call_conv.get_function_type(types.float64, argument_types)
+        status, loss = context.call_conv.call_function(
+            builder, builder.inttoptr(address, function.as_pointer()), types.float64,
+            argument_types, values)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return loss
+    return types.float64(epoch, args), codegen
+
+
+# With Numba's JIT disabled the kernels are Python functions, and ``epoch`` the function.
+call_epoch = _call_epoch_in_python if config.DISABLE_JIT else intrinsic(_call_epoch)
+
+
 @functools.cache
-def epochs_kernel(epoch, per_sample: bool):
-    """The many-epochs kernel over ``epoch``: a per-sample kernel (per_sample.per_sample_kernel,
-    with ``per_sample``: its ``state`` and ``alpha`` are then None for plain SGD and no
+def epochs_kernel(per_sample: bool):
+    """The many-epochs kernel over the per-sample epoch kernels (per_sample.per_sample_kernel,
+    with ``per_sample``: their ``state`` and ``alpha`` are then None for plain SGD and no
     penalty, and ``sample_weight`` the unit weights dispatch.sgd_epoch passes with a penalty)
-    or minibatch.minibatch_epoch (``sample_weight`` None)."""
+    or over minibatch.minibatch_epoch (``sample_weight`` None). One kernel serves every epoch
+    kernel of its kind: it takes the epoch kernel's address (dispatch.epoch_address)."""
 
     @standalone
-    @specialised(epoch.py_func.__qualname__.rsplit(".", 1)[-1], per_sample)
-    def train_epochs(params, state, grad, layout, X, Y, sample_weight, rows, order, draws,
-                     n_draws, batch_size, optimizer, settings, steps, alpha, hidden, output,
-                     scratch, work, losses, schedule, stopping, bound):
+    @specialised(per_sample)
+    def train_epochs(epoch, params, state, grad, layout, X, Y, sample_weight, rows, order,
+                     draws, n_draws, batch_size, optimizer, settings, steps, alpha, hidden,
+                     output, scratch, work, losses, schedule, stopping, bound):
         """Up to ``losses.size`` epochs over ``rows``, each shuffled (unless ``n_draws`` is 0)
         in ``order`` by Fisher-Yates from its own ``n_draws`` of the 32-bit ``draws`` (see
-        kernels.shuffle), trained by ``epoch`` with the hyperparameters ``(learning rate,
-        *settings)``; each epoch's mean loss goes to ``losses``.
+        kernels.shuffle), trained by the epoch kernel at address ``epoch`` (see call_epoch)
+        with the hyperparameters ``(learning rate, *settings)``; each epoch's mean loss goes
+        to ``losses``.
 
         ``schedule`` is ``(learning rate, schedule code, learning_rate_init, power_t, t_)``
         (the schedule code CONSTANT_RATE for optimizers without schedules), ``stopping``
@@ -61,12 +106,12 @@ def epochs_kernel(epoch, per_sample: bool):
                     return e, REDO, steps, lr, t, best, count
             hyper = (lr,) + settings
             if per_sample:
-                total = epoch(params, state, layout, X, Y, sample_weight, order, hyper, steps,
-                              alpha, hidden, output, scratch)
+                total = call_epoch(epoch, (params, state, layout, X, Y, sample_weight, order,
+                                           hyper, steps, alpha, hidden, output, scratch))
             else:
-                total = epoch(params, state, grad, layout, X, Y, sample_weight, order,
-                              batch_size, optimizer, hyper, steps, alpha, hidden, output,
-                              scratch, work)
+                total = call_epoch(epoch, (params, state, grad, layout, X, Y, sample_weight,
+                                           order, batch_size, optimizer, hyper, steps, alpha,
+                                           hidden, output, scratch, work))
             loss = total / n
             steps += steps_per_epoch
             if not math.isfinite(loss) or not cannot_overflow(params, layout, bound):

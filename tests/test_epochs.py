@@ -244,3 +244,20 @@ def test_a_first_fit_takes_one_epoch_a_call_and_a_second_many(monkeypatch):
     second, _ = fit(FastMLP(**params), X, y)
     assert calls
     assert_same_fit(first, second)
+
+
+def test_an_epoch_kernel_is_called_only_for_types_whose_address_was_taken():
+    """The many-epochs kernel calls its epoch kernel through an address for the types it
+    passes (kernels.epochs.call_epoch): a call with types no address was taken for would pass
+    arguments the code does not take, so it does not compile."""
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from fastmlp.kernels.epochs import call_epoch
+
+    @njit
+    def call(address, row):
+        return call_epoch(address, (row, row.size))
+
+    with pytest.raises(TypingError, match="no epoch kernel's address was taken"):
+        call(0, np.ones(3, dtype=np.float16))
