@@ -43,17 +43,17 @@ def sgd_epoch(params, state, grad, layout, X, Y, sample_weight, order, batch_siz
     path of mini-batches (batch_gradient and descend), one sample a batch."""
     _check_trained_output(output_activation)
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        epoch = per_sample_kernel(output_activation == SIGMOID, _shallow(layout), optimizer)
+        epoch = _per_sample_kernel_for(layout, optimizer, output_activation)
         samples = order
         if sample_weight is not None:
             # A sample of zero weight is a batch of zero weight: absent.
             samples = order[sample_weight[order] != 0]
         total = 0.0
         if samples.size:
-            total = epoch(params, state if optimizer != SGD else None, layout, X, Y,
-                          _penalised_weights(sample_weight, alpha, X), samples, hyper, steps,
-                          alpha if alpha != 0 else None, hidden_activation, output_activation,
-                          scratch)
+            state, sample_weight, alpha = _per_sample_arguments(state, sample_weight, alpha,
+                                                                optimizer, X)
+            total = epoch(params, state, layout, X, Y, sample_weight, samples, hyper, steps,
+                          alpha, hidden_activation, output_activation, scratch)
     else:
         batch = min(batch_size, order.size)
         work = None
@@ -76,9 +76,7 @@ def sgd_epochs(params, state, grad, layout, X, Y, rows, order, draws, n_draws, b
     epochs, epoch = _epochs_kernel_for(layout, batch_size, optimizer, output_activation)
     hyper = (schedule[0],) + settings
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        state = state if optimizer != SGD else None
-        sample_weight = _penalised_weights(None, alpha, X)
-        alpha = alpha if alpha != 0 else None
+        state, sample_weight, alpha = _per_sample_arguments(state, None, alpha, optimizer, X)
         address = epoch_address(epoch, (params, state, layout, X, Y, sample_weight, order,
                                          hyper, steps, alpha, hidden_activation,
                                          output_activation, scratch))
@@ -122,28 +120,32 @@ def epoch_address(epoch, args):
     return address
 
 
-def _penalised_weights(sample_weight, alpha, X):
-    """The per-sample kernel's ``sample_weight``: a sample's weight matters there only
-    through its L2 penalty (see per_sample_kernel), so None without a penalty, and with one
-    the rows' weights, 1 for unweighted rows (alpha / 1 is alpha): one compiled kernel then
-    serves weighted and unweighted fits with a penalty."""
+def _per_sample_arguments(state, sample_weight, alpha, optimizer, X):
+    """The per-sample kernel's ``(state, sample_weight, alpha)``: None for plain SGD's state
+    and for no penalty, so that the kernel compiles no code for them (see per_sample_kernel).
+    A sample's weight matters there only through its L2 penalty, so the weights are None
+    without a penalty, and with one the rows' weights, 1 for unweighted rows (alpha / 1 is
+    alpha): one compiled kernel then serves weighted and unweighted fits with a penalty."""
     if alpha == 0:
-        return None
+        return (state if optimizer != SGD else None), None, None
     if sample_weight is None:
-        return np.ones(X.shape[0], X.dtype)
-    return sample_weight
+        sample_weight = np.ones(X.shape[0], X.dtype)
+    return (state if optimizer != SGD else None), sample_weight, alpha
 
 
 def _epochs_kernel_for(layout, batch_size, optimizer, output_activation):
     """The many-epochs kernel sgd_epochs runs, and the epoch kernel sgd_epoch would run,
     which it calls."""
     if batch_size == 1 and optimizer in PER_SAMPLE_OPTIMIZERS:
-        return epochs_kernel(True), per_sample_kernel(output_activation == SIGMOID,
-                                                      _shallow(layout), optimizer)
+        return epochs_kernel(True), _per_sample_kernel_for(layout, optimizer, output_activation)
     return epochs_kernel(False), minibatch_epoch
 
 
-# The configurations (many-epochs kernel, dtype) this process has asked sgd_epochs_due about.
+def _per_sample_kernel_for(layout, optimizer, output_activation):
+    return per_sample_kernel(output_activation == SIGMOID, _shallow(layout), optimizer)
+
+
+# The configurations (epoch kernel, dtype) this process has asked sgd_epochs_due about.
 _ASKED = set()
 
 

@@ -11,8 +11,8 @@ may have diverged, a shuffle that ran out of draws) ends the call with ``REDO``,
 redoes the call's epochs one at a time from its checkpoint.
 
 The epoch kernel is called through its address (call_epoch), not linked in: Numba would
-optimise and generate the linked kernel's code again inside this one, which made this kernel's
-compile as long as the epoch kernel's own (1.3 s of the default network's).
+optimise and generate the linked kernel's code again inside this one (its compile took 0.61 s
+for the default network, against 0.26 s so, measured cold).
 """
 
 import functools
